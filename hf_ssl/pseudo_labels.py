@@ -7,14 +7,18 @@ import numpy as np
 __all__ = ["select_pseudo_labels", "soft_targets", "selection_stats"]
 
 
-def select_pseudo_labels(probs: np.ndarray, threshold: float, k_per_class: int | None = None) -> np.ndarray:
-    """Rows to pseudo-label: confidence >= ``threshold``, then at most ``k_per_class`` most confident per
-    predicted class (class-balanced, so a majority class cannot swallow the pool).
+def select_pseudo_labels(probs: np.ndarray, threshold: float, k_per_class: int | None = None,
+                         class_fraction: float | None = None) -> np.ndarray:
+    """Rows to pseudo-label: confidence >= ``threshold``; then, per predicted class, only the most
+    confident ``class_fraction`` of the rows predicted as that class and at most ``k_per_class`` of them
+    (class-balanced, so a majority class cannot swallow the pool and a hard class still gets some).
 
     Args:
         probs: (n, C) class probabilities.
         threshold: minimum confidence in (0, 1].
         k_per_class: cap per predicted class (None: no cap).
+        class_fraction: keep the top fraction in (0, 1] of each predicted class, ranked by confidence
+            (None: no per-class ranking).
 
     Returns:
         Sorted row indices.
@@ -22,13 +26,18 @@ def select_pseudo_labels(probs: np.ndarray, threshold: float, k_per_class: int |
     confidence = probs.max(axis=1)
     predicted = probs.argmax(axis=1)
     passing = np.flatnonzero(confidence >= threshold)
-    if k_per_class is None:
+    if k_per_class is None and class_fraction is None:
         return passing
     keep = []
     for cls in np.unique(predicted[passing]):
         rows = passing[predicted[passing] == cls]
         order = np.argsort(-confidence[rows], kind="stable")
-        keep.append(rows[order[:k_per_class]])
+        limit = len(rows)
+        if class_fraction is not None:
+            limit = int(np.ceil(class_fraction * np.sum(predicted == cls)))
+        if k_per_class is not None:
+            limit = min(limit, k_per_class)
+        keep.append(rows[order[:limit]])
     return np.sort(np.concatenate(keep)) if keep else passing[:0]
 
 

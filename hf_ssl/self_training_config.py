@@ -20,6 +20,7 @@ class SelfTrainingConfig(SSLConfig):
     Args:
         threshold: minimum confidence in (0, 1] for a pseudo-label.
         k_per_class: keep at most this many most-confident rows per predicted class (class-balanced).
+        class_fraction: per predicted class, keep only the most confident fraction of its rows.
         max_rounds: pseudo-labeling rounds after the labeled-only round (0 = plain fine-tuning).
         reset_model_each_round: start each round from the initial (pretrained) weights; False continues
             from the previous round's model.
@@ -32,6 +33,9 @@ class SelfTrainingConfig(SSLConfig):
     threshold: float = field(default=0.9, metadata={"help": "Minimum teacher confidence in (0, 1] for a pseudo-label."})
     k_per_class: int | None = field(
         default=None, metadata={"help": "At most this many most-confident pseudo-labels per predicted class."}
+    )
+    class_fraction: float | None = field(
+        default=None, metadata={"help": "Keep the most confident fraction in (0, 1] of each predicted class."}
     )
     max_rounds: int = field(default=2, metadata={"help": "Pseudo-labeling rounds after the labeled-only round."})
     reset_model_each_round: bool = field(
@@ -52,6 +56,8 @@ class SelfTrainingConfig(SSLConfig):
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}; e.g. threshold=0.9.")
         if self.k_per_class is not None and self.k_per_class < 1:
             raise ValueError(f"k_per_class must be None or >= 1, got {self.k_per_class}.")
+        if self.class_fraction is not None and not (0 < self.class_fraction <= 1):
+            raise ValueError(f"class_fraction must be None or in (0, 1], got {self.class_fraction}.")
         if self.max_rounds < 0:
             raise ValueError(f"max_rounds must be >= 0, got {self.max_rounds}.")
         if not (math.isfinite(self.soft_label_temperature) and self.soft_label_temperature > 0):

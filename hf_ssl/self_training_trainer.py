@@ -54,7 +54,6 @@ class SelfTrainingTrainer(SSLTrainer):
     )
     paper = {"title": "Self-training with Noisy Student improves ImageNet classification (Xie et al., 2020)",
              "url": "https://arxiv.org/abs/1911.04252"}
-    _tag_names = ["hf_ssl", "semi-supervised", "self-training"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -112,19 +111,18 @@ class SelfTrainingTrainer(SSLTrainer):
                 self._append_record(record)
                 break
             new = self._pseudo_label_round(record)
-            self._append_record(record)
             if new == 0:
                 self.termination_condition = "no_new_pseudo_labels"
+            self._append_record(record)
+            if new == 0:
                 break
-            if len(self.pseudo_rows) == len(self.unlabeled_dataset):
-                self.termination_condition = "all_labeled"
         self._stream_loader = None
         return output
 
     def _pseudo_label_round(self, record: dict[str, Any]) -> int:
         """Label the unlabeled pool with the current model; update the pseudo-labels; return the number new."""
         probs = self.predict_unlabeled_probs()
-        rows = select_pseudo_labels(probs, self.args.threshold, self.args.k_per_class)
+        rows = select_pseudo_labels(probs, self.args.threshold, self.args.k_per_class, self.args.class_fraction)
         truth = self._truth()
         stats = selection_stats(probs, rows, self.num_labels, truth)
         new_rows = rows[self.first_round[rows] < 0]

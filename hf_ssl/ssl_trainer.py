@@ -141,7 +141,10 @@ class SSLTrainer(Trainer):
             num_replicas=self.args.world_size, rank=self.args.process_index, start_batch=start_batch,
         )
         self._stream_dataset = dataset
+        # A private generator: creating the iterator must not consume the global RNG (exact resume).
+        generator = torch.Generator().manual_seed(self.args.seed)
         self._stream_loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                                         generator=generator,
                                          num_workers=self.args.dataloader_num_workers,
                                          pin_memory=self.args.dataloader_pin_memory)
         self._stream_iter = None

@@ -21,7 +21,7 @@ def tokenizer(tmp_path_factory) -> BertTokenizerFast:
     folder = tmp_path_factory.mktemp("tok")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    return BertTokenizerFast.from_pretrained(str(folder))
 
 
 def tiny_bert(num_labels: int = 3, seed: int = 0, **config) -> BertForSequenceClassification:
@@ -30,7 +30,8 @@ def tiny_bert(num_labels: int = 3, seed: int = 0, **config) -> BertForSequenceCl
 
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=32, num_labels=num_labels, **config)
+                     intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+                     **({"initializer_range": 0.2} | config))
     return BertForSequenceClassification(cfg)
 
 
@@ -40,7 +41,8 @@ def make_texts(n: int, num_labels: int = 3, seed: int = 0) -> tuple[list[str], l
     texts, labels = [], []
     for _ in range(n):
         y = int(rng.integers(num_labels))
-        filler = rng.choice(WORDS[num_labels:], size=4).tolist()
+        filler = rng.choice(WORDS[num_labels:], size=3).tolist()
+        filler.insert(int(rng.integers(4)), WORDS[y])
         filler.insert(int(rng.integers(5)), WORDS[y])
         texts.append(" ".join(filler))
         labels.append(y)

