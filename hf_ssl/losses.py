@@ -8,7 +8,8 @@ import torch.nn.functional as F
 __all__ = ["soft_cross_entropy", "weighted_cross_entropy"]
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy against probability targets, optionally weighted per row.
 
     Args:
@@ -25,7 +26,8 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: tor
     return per_row.mean()
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                           weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy against hard labels, optionally weighted per row (mean over rows).
 
     Args:

@@ -133,9 +133,10 @@ class SelfTrainingTrainer(SSLTrainer):
         self.pseudo_targets = targets.astype(np.float32)
         self.pseudo_confidence = probs[rows].max(axis=1).astype(np.float32)
         stats["new"] = int(len(new_rows))
-        stats["per_class"] = dict(zip(self.class_names, stats["per_class"]))
+        stats["per_class"] = dict(zip(self.class_names, stats["per_class"], strict=True))
         record["pseudo_labels"] = stats
-        self.log({f"ssl_{k}": float(v) for k, v in stats.items() if not isinstance(v, dict)} | {"ssl_round": self.round})
+        scalars = {f"ssl_{k}": float(v) for k, v in stats.items() if not isinstance(v, dict)}
+        self.log(scalars | {"ssl_round": self.round})
         logger.info(f"Round {self.round}: {stats['selected']} pseudo-labels ({len(new_rows)} new), "
                     f"per class {stats['per_class']}", main_process_only=True)
         return int(len(new_rows))

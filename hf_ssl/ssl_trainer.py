@@ -67,7 +67,8 @@ class SSLTrainer(Trainer):
             args = self.config_class(output_dir=f"{type(model).__name__}-{self.method_name}")
         if not isinstance(args, self.config_class):
             raise TypeError(
-                f"args must be a {self.config_class.__name__} (a TrainingArguments subclass), got {type(args).__name__}. "
+                f"args must be a {self.config_class.__name__} (a TrainingArguments subclass), "
+                f"got {type(args).__name__}. "
                 f"Build it with {self.config_class.__name__}(output_dir=..., ...)."
             )
         self.unlabeled_dataset = unlabeled_dataset

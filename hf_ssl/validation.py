@@ -47,7 +47,9 @@ def check_labeled_pool(dataset: Dataset, num_labels: int, name: str = "train_dat
         )
     labels = np.asarray(dataset[column])
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"Column {column!r} of {name} must hold one integer class id per row, got dtype {labels.dtype}.")
+        raise ValueError(
+            f"Column {column!r} of {name} must hold one integer class id per row, got dtype {labels.dtype}."
+        )
     bad = labels[(labels < 0) | (labels >= num_labels)]
     if bad.size:
         hint = (" -1 marks unlabeled rows: split them off with hf_ssl.split_pools(dataset) and pass them as "
@@ -72,7 +74,8 @@ def _class_names(dataset: Dataset, column: str) -> list[str] | None:
     return list(feature.names) if isinstance(feature, ClassLabel) else None
 
 
-def check_label_names(dataset: Dataset, id2label: dict[int, str] | None, name: str = "train_dataset") -> list[str] | None:
+def check_label_names(dataset: Dataset, id2label: dict[int, str] | None,
+                      name: str = "train_dataset") -> list[str] | None:
     """Compare the dataset's `ClassLabel` names with the model's ``id2label``; return the names.
 
     A model whose ``id2label`` is the default ``LABEL_i`` is compatible with any names.

@@ -6,7 +6,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 import torch
 from conftest import tiny_bert
 from datasets import load_from_disk
