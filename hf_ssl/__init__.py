@@ -3,7 +3,9 @@
 from .assets import minilm_path, orange_text_path
 from .collators import SSLDataCollator
 from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
+from .propagation import LabelPropagator
 from .pseudo_labels import select_pseudo_labels, soft_targets
+from .selection import propagate_cluster_labels, select_for_labeling
 from .self_training_config import SelfTrainingConfig
 from .self_training_trainer import SelfTrainingTrainer
 from .ssl_config import SSLConfig
@@ -14,5 +16,5 @@ __version__ = "0.1.0"
 __all__ = [
     "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "SSLDataCollator",
     "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
-    "minilm_path", "orange_text_path",
+    "minilm_path", "orange_text_path", "LabelPropagator", "select_for_labeling", "propagate_cluster_labels",
 ]

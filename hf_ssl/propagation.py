@@ -22,8 +22,8 @@ _SOLVERS = ("cg", "iterative")
 _INDEXES = ("auto", "exact", "ivf", "hnsw")
 _METRICS = ("cosine",)
 _IVF_LISTS_PER_SQRT_N = 4  # nlist ≈ 4·sqrt(n)
-_IVF_TRAIN_PER_LIST = 16  # training subsample per inverted list: the quantizer only has to partition the space
-_IVF_TRAIN_ITERS = 6  # k-means iterations of the coarse quantizer
+_IVF_TRAIN_PER_LIST = 10  # training subsample per inverted list: the quantizer only has to partition the space
+_IVF_TRAIN_ITERS = 5  # k-means iterations of the coarse quantizer
 _HNSW_M = 32
 _HNSW_EF_CONSTRUCTION = 64
 _HNSW_EF_SEARCH = 64
@@ -42,7 +42,10 @@ def _import_faiss() -> Any:
 def _as_numpy(a: Any) -> np.ndarray:
     """A numpy view of a numpy array, array-like or torch tensor."""
     if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        if str(a.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            a = a.float()
+        a = a.numpy()
     return np.asarray(a)
 
 
@@ -88,7 +91,8 @@ def _torch_knn(Xn: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ivf_nlist(n: int) -> int:
-    """Number of inverted lists: about 4·sqrt(n), and never more than n/39 so that training is well posed."""
+    """Number of inverted lists: about 4·sqrt(n), capped at n/39 so that lists hold ~39+ rows on average and the
+    ``nprobe`` probed lists always offer enough neighbour candidates on small inputs."""
     return max(1, min(int(round(_IVF_LISTS_PER_SQRT_N * math.sqrt(n))), n // 39))
 
 
@@ -226,7 +230,7 @@ class LabelPropagator:
         tol: relative tolerance (CG residual, or change of F for the iterative solver).
         index: "exact", "ivf" (faiss IVF-Flat, approximate), "hnsw" (faiss HNSW, approximate) or "auto" (exact up
             to ``exact_threshold`` rows, IVF above). The IVF index has about 4·sqrt(n) lists, a quantizer trained
-            by 6 k-means iterations on a subsample of 16 rows per list, and probes ``nprobe`` lists per row.
+            by 5 k-means iterations on a subsample of 10 rows per list, and probes ``nprobe`` lists per row.
             Without faiss, search is always exact (chunked torch).
         exact_threshold: largest number of rows searched exactly when ``index="auto"``.
         nprobe: inverted lists probed per row by the IVF index (more: better recall, proportionally slower).

@@ -5,6 +5,7 @@ Similarities are cosine: rows are L2-normalised before clustering or nearest-rep
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,21 @@ def _import_faiss() -> Any:
 def _as_numpy(a: Any) -> np.ndarray:
     """A numpy view of a numpy array, array-like or torch tensor."""
     if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        if str(a.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            a = a.float()
+        a = a.numpy()
     return np.asarray(a)
+
+
+def _single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Limit BLAS to one thread around loops of small products (k-means++ seeding, greedy fill): threads do not
+    pay off there, and on a busy machine waking them for every call is slower than the work itself."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _normalised_features(X: Any, name: str = "X") -> np.ndarray:
@@ -72,7 +86,8 @@ def _kmeans(Xn: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     n_init = min(n, max(_INIT_SAMPLE_PER_CLUSTER * k, _INIT_SAMPLE_MIN))
     sample = Xn if n_init == n else Xn[np.sort(rng.choice(n, size=n_init, replace=False))]
-    init, _ = kmeans_plusplus(sample, k, random_state=seed)
+    with _single_threaded_blas():
+        init, _ = kmeans_plusplus(sample, k, random_state=seed)
     init = np.ascontiguousarray(init, dtype=np.float32)
     faiss = _import_faiss()
     if faiss is not None:
@@ -207,7 +222,8 @@ def select_for_labeling(X: Any, budget: int, strategy: str = "kmeans", probs: An
     _, first = np.unique(assign, return_index=True)  # candidates are sorted, so the first is the most uncertain
     chosen = sorted(first.tolist())
     if len(chosen) < budget:
-        chosen = _farthest_fill(Xc, chosen, budget - len(chosen))
+        with _single_threaded_blas():
+            chosen = _farthest_fill(Xc, chosen, budget - len(chosen))
     return candidates[np.asarray(chosen, dtype=np.int64)]
 
 

@@ -30,7 +30,7 @@ class SelfTrainingConfig(SSLConfig):
         eval_each_round: evaluate ``eval_dataset`` at the end of every round (round 0 = labeled-only).
     """
 
-    threshold: float = field(default=0.9, metadata={"help": "Minimum teacher confidence in (0, 1] for a pseudo-label."})
+    threshold: float = field(default=0.7, metadata={"help": "Minimum teacher confidence in (0, 1] for a pseudo-label."})
     k_per_class: int | None = field(
         default=None, metadata={"help": "At most this many most-confident pseudo-labels per predicted class."}
     )
@@ -47,7 +47,6 @@ class SelfTrainingConfig(SSLConfig):
     eval_each_round: bool = field(default=True, metadata={"help": "Evaluate eval_dataset after every round."})
     num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool per round."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
-    unlabeled_batch_ratio: float = field(default=2.0, metadata={"help": "μ: pseudo-labeled rows per labeled row."})
 
     def __post_init__(self) -> None:
         super().__post_init__()

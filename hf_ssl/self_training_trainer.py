@@ -266,7 +266,8 @@ class SelfTrainingTrainer(SSLTrainer):
     def card_hyperparameters(self) -> dict[str, Any]:
         args = self.args
         return super().card_hyperparameters() | {
-            "threshold": args.threshold, "k_per_class": args.k_per_class, "max_rounds": args.max_rounds,
+            "threshold": args.threshold, "k_per_class": args.k_per_class, "class_fraction": args.class_fraction,
+            "max_rounds": args.max_rounds,
             "reset_model_each_round": args.reset_model_each_round, "soft_labels": args.soft_labels,
             "weight_by_confidence": args.weight_by_confidence}
 

@@ -33,6 +33,7 @@ class SSLConfig(TrainingArguments):
         metadata={"help": "Hidden true-label column of the unlabeled pool, for monitoring only; never trained on."},
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Batch size per device for evaluation."})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -45,7 +45,7 @@ class ScriptArguments:
     labels_per_class: int = 5
     max_unlabeled: int = field(default=1500, metadata={"help": "Unlabeled rows to use (-1: all)."})
     max_eval: int = field(default=-1, metadata={"help": "Test rows to evaluate on (-1: all)."})
-    max_length: int = 128
+    max_length: int = 64
     trust_remote_code: bool = False
 
 

@@ -1,0 +1,157 @@
+"""Scale benchmark: scikit-learn LabelSpreading(kernel="knn") vs hf_ssl LabelPropagator on clustered 384-d data.
+
+Usage:
+    python bench/labelprop_scale.py --n 50000      # sklearn vs LabelPropagator (approximate and exact index)
+    python bench/labelprop_scale.py --n 1000000    # LabelPropagator only: time and peak RSS
+
+Each class is a mixture of a few Gaussian modes on the unit sphere with enough noise that kNN neighbourhoods are
+mixed; about 1% of each class is labeled. Accuracy is measured on the unlabeled rows. Results go to
+bench/results/labelprop_scale_<n>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hf_ssl.propagation import LabelPropagator
+
+
+def make_data(n: int, dim: int, n_classes: int, modes: int, spread: float, noise: float,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 (n, dim) unit vectors and their classes; generated in chunks to keep memory at n·dim·4 bytes.
+
+    Args:
+        n: rows.  dim: dimension.  n_classes: classes.  modes: Gaussian modes per class.
+        spread: distance of the modes from their class centre (relative to the unit centre).
+        noise: norm of the per-point Gaussian noise relative to the unit mode centre.
+        seed: random seed.
+    """
+    rng = np.random.default_rng(seed)
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+    class_centres = unit(rng.standard_normal((n_classes, dim)))
+    mode_centres = unit(class_centres[:, None, :] + spread * unit(rng.standard_normal((n_classes, modes, dim))))
+    truth = rng.integers(n_classes, size=n)
+    mode = rng.integers(modes, size=n)
+    X = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        centre = mode_centres[truth[start:stop], mode[start:stop]].astype(np.float32)
+        eps = rng.standard_normal((stop - start, dim), dtype=np.float32) * np.float32(noise / np.sqrt(dim))
+        X[start:stop] = unit(centre + eps)
+    return X, truth
+
+
+def label_subset(truth: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """y with round(fraction · class size) (at least 1) labeled rows per class, -1 elsewhere."""
+    rng = np.random.default_rng(seed + 1)
+    y = np.full(len(truth), -1, dtype=np.int64)
+    for c in np.unique(truth):
+        rows = np.flatnonzero(truth == c)
+        y[rng.choice(rows, size=max(1, int(round(fraction * len(rows)))), replace=False)] = c
+    return y
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def accuracy(pred: np.ndarray, truth: np.ndarray, y: np.ndarray) -> float:
+    unlabeled = y < 0
+    return float((pred[unlabeled] == truth[unlabeled]).mean())
+
+
+def run_sklearn(X: np.ndarray, y: np.ndarray, truth: np.ndarray, k: int) -> dict[str, Any]:
+    from sklearn.semi_supervised import LabelSpreading
+
+    start = time.perf_counter()
+    model = LabelSpreading(kernel="knn", n_neighbors=k).fit(X, y)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "accuracy": accuracy(model.transduction_, truth, y),
+            "params": {"kernel": "knn", "n_neighbors": k, "alpha": model.alpha, "max_iter": model.max_iter}}
+
+
+def run_propagator(X: np.ndarray, y: np.ndarray, truth: np.ndarray, **params: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    model = LabelPropagator(**params).fit(X, y)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "accuracy": accuracy(model.transduction_, truth, y), "index": model.index_,
+            "timings": {key: round(value, 3) for key, value in model.timings_.items()}, "n_iter": model.n_iter_,
+            "unreachable": int((model.transduction_ < 0).sum()), "params": params}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--modes", type=int, default=4, help="Gaussian modes per class")
+    parser.add_argument("--spread", type=float, default=0.8)
+    parser.add_argument("--noise", type=float, default=3.0)
+    parser.add_argument("--label-fraction", type=float, default=0.01)
+    parser.add_argument("--k", type=int, default=10, help="neighbours for both methods")
+    parser.add_argument("--compare-max-n", type=int, default=200_000,
+                        help="above this n, only the default LabelPropagator runs (no sklearn, no exact index)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    X, truth = make_data(args.n, args.dim, args.classes, args.modes, args.spread, args.noise, args.seed)
+    y = label_subset(truth, args.label_fraction, args.seed)
+    result: dict[str, Any] = {
+        "n": args.n, "dim": args.dim, "classes": args.classes, "labeled": int((y >= 0).sum()),
+        "data": {"modes": args.modes, "spread": args.spread, "noise": args.noise, "seed": args.seed},
+        "data_seconds": round(time.perf_counter() - start, 2), "rss_after_data_mb": round(peak_rss_mb(), 1),
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "python": platform.python_version()},
+    }
+    print(f"n={args.n} dim={args.dim} classes={args.classes} labeled={result['labeled']} "
+          f"(data {result['data_seconds']} s, RSS {result['rss_after_data_mb']} MB, load {os.getloadavg()[0]:.2f})",
+          flush=True)
+
+    runs: dict[str, dict[str, Any]] = {}
+    compare = args.n <= args.compare_max_n
+    if compare:
+        runs["sklearn_knn"] = run_sklearn(X, y, truth, args.k)
+        print(f"sklearn LabelSpreading(knn, k={args.k}): {runs['sklearn_knn']['seconds']:.2f} s  "
+              f"acc {runs['sklearn_knn']['accuracy']:.4f}", flush=True)
+    configs = {"propagator_default": {"n_neighbors": args.k}}
+    if compare:
+        configs["propagator_exact"] = {"n_neighbors": args.k, "index": "exact"}
+    for name, params in configs.items():
+        runs[name] = run_propagator(X, y, truth, **params)
+        r = runs[name]
+        print(f"LabelPropagator {name.split('_')[1]:<8} [{r['index']}]: {r['seconds']:.2f} s  acc {r['accuracy']:.4f}  "
+              f"timings {r['timings']}  unreachable {r['unreachable']}  peak RSS {peak_rss_mb():.0f} MB", flush=True)
+    result["runs"] = runs
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    if compare:
+        base = runs["sklearn_knn"]
+        result["speedup_vs_sklearn"] = {name: round(base["seconds"] / runs[name]["seconds"], 2) for name in configs}
+        result["accuracy_gain_points"] = {name: round(100 * (runs[name]["accuracy"] - base["accuracy"]), 2)
+                                          for name in configs}
+        for name in configs:
+            print(f"speed ratio sklearn/{name}: {result['speedup_vs_sklearn'][name]:.1f}x  "
+                  f"accuracy difference {result['accuracy_gain_points'][name]:+.2f} points")
+    print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
+
+    out = args.out or Path(__file__).resolve().parent / "results" / f"labelprop_scale_{args.n}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
