@@ -22,6 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .collators import SSL_COLUMNS, SSLDataCollator
 from .model_card import render_model_card
+from .peft_utils import wrap_with_peft
 from .sampling import UnlabeledBatchSampler
 from .ssl_config import SSLConfig
 from .state import load_ssl_state, save_ssl_state
@@ -47,6 +48,8 @@ class SSLTrainer(Trainer):
             truth column for monitoring).
         eval_dataset: evaluation pool(s).
         processing_class: tokenizer, image processor or processor.
+        peft_config: optional `peft.PeftConfig` (e.g. `LoraConfig`); the model is wrapped with
+            `get_peft_model` and its classification head stays trainable.
         **kwargs: any other `Trainer` argument (callbacks, compute_metrics, optimizers, ...).
     """
 
@@ -60,7 +63,7 @@ class SSLTrainer(Trainer):
     def __init__(self, model: Any = None, args: SSLConfig | None = None, data_collator: Any = None,
                  train_dataset: Dataset | None = None, unlabeled_dataset: Dataset | None = None,
                  eval_dataset: Dataset | dict[str, Dataset] | None = None, processing_class: Any = None,
-                 **kwargs: Any) -> None:
+                 peft_config: Any = None, **kwargs: Any) -> None:
         if model is None:
             raise ValueError(f"{type(self).__name__} needs a model (model_init is not supported by hf_ssl trainers).")
         if args is None:
@@ -72,6 +75,8 @@ class SSLTrainer(Trainer):
                 f"Build it with {self.config_class.__name__}(output_dir=..., ...)."
             )
         self.unlabeled_dataset = unlabeled_dataset
+        if peft_config is not None:
+            model = wrap_with_peft(model, peft_config)
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
         self.data_collator = SSLDataCollator(self.data_collator, truth_column=args.truth_column)

@@ -36,6 +36,10 @@ class ScriptArguments:
         max_eval: subsample the test split (-1: all of it).
         max_length: tokenizer truncation length.
         trust_remote_code: allow custom model code (off by default).
+        use_peft: train a LoRA adapter (plus the classification head) instead of all weights.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling.
+        lora_target_modules: modules to adapt (BERT-family: query, key, value, dense).
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Default: packaged all-MiniLM-L6-v2."})
@@ -47,6 +51,10 @@ class ScriptArguments:
     max_eval: int = field(default=-1, metadata={"help": "Test rows to evaluate on (-1: all)."})
     max_length: int = 64
     trust_remote_code: bool = False
+    use_peft: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
 
 
 def main() -> None:
@@ -71,9 +79,15 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained(
         name_or_path, num_labels=len(names), id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)}, trust_remote_code=script.trust_remote_code)
+    peft_config = None
+    if script.use_peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=script.lora_r, lora_alpha=script.lora_alpha, task_type="SEQ_CLS",
+                                 target_modules=script.lora_target_modules)
     trainer = SelfTrainingTrainer(model=model, args=config, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                   eval_dataset=test, processing_class=tokenizer,
-                                  compute_metrics=classification_metrics)
+                                  compute_metrics=classification_metrics, peft_config=peft_config)
     trainer.card_datasets = [script.dataset]
     trainer.train()
     final = trainer.evaluate()
