@@ -1,0 +1,42 @@
+"""The text self-training recipe end to end on the real assets, shrunk by flags and a YAML config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_recipe_with_yaml_config_and_flags(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("labels_per_class: 2\nmax_unlabeled: 60\nmax_eval: 40\nmax_length: 32\n"
+                      "num_train_epochs: 2\nmax_rounds: 1\nthreshold: 0.2\nreport_to: none\n")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "text_selftrain.py"), "--config", str(config),
+         "--output_dir", str(out), "--save_strategy", "no", "--disable_tqdm", "true"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "labeled-only accuracy:" in result.stdout and "self-training accuracy:" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labeled"] == 16 and summary["unlabeled"] == 60 and summary["test"] == 40
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert (out / "pseudo_labeled" / "dataset_info.json").exists()
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and "self_training" in card.data.tags
+    assert card.data.datasets == ["reuters-r8"]
+
+
+def test_recipe_rejects_unknown_yaml_keys(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("labels_per_klass: 2\n")
+    result = subprocess.run([sys.executable, str(ROOT / "recipes" / "text_selftrain.py"), "--config", str(config)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "labels_per_klass" in result.stderr
