@@ -33,6 +33,7 @@ logger = get_logger(__name__)
 __all__ = ["SelfTrainingTrainer"]
 
 ROUNDS_FILE = "self_training_rounds.json"
+ROUND_DIR_PREFIX = "checkpoint-round-"
 
 
 class SelfTrainingTrainer(SSLTrainer):
@@ -246,21 +247,22 @@ class SelfTrainingTrainer(SSLTrainer):
         self.rounds = json.loads(state["rounds_json"])
 
     def _get_output_dir(self, trial: Any) -> str:
-        """Checkpoints of round r go to ``output_dir/round-r/checkpoint-N``."""
-        return os.path.join(super()._get_output_dir(trial), f"round-{self.round}")
+        """Checkpoints of round r go to ``output_dir/checkpoint-round-r/checkpoint-N`` (the ``checkpoint-*``
+        prefix keeps them out of ``push_to_hub`` uploads, as the Trainer's own checkpoints are)."""
+        return os.path.join(super()._get_output_dir(trial), f"{ROUND_DIR_PREFIX}{self.round}")
 
     def _resolve_checkpoint(self, resume: str | bool | None) -> str | None:
         if not resume:
             return None
         if isinstance(resume, str):
             return resume
-        rounds = sorted(glob.glob(os.path.join(self.args.output_dir, "round-*")),
+        rounds = sorted(glob.glob(os.path.join(self.args.output_dir, f"{ROUND_DIR_PREFIX}*")),
                         key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0), reverse=True)
         for folder in rounds:
             last = get_last_checkpoint(folder)
             if last is not None:
                 return last
-        raise ValueError(f"No checkpoint found under {self.args.output_dir}/round-*/ to resume from.")
+        raise ValueError(f"No checkpoint found under {self.args.output_dir}/{ROUND_DIR_PREFIX}*/ to resume from.")
 
     # ----------------------------------------------------------------- card
     def card_hyperparameters(self) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def test_checkpoints_hold_ssl_state_and_resume(tmp_path, pools, tokenizer):
     first = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                 processing_class=tokenizer)
     first.train()
-    checkpoint = tmp_path / "out" / "round-1" / "checkpoint-3"
+    checkpoint = tmp_path / "out" / "checkpoint-round-1" / "checkpoint-3"
     assert (checkpoint / "ssl_state.pt").exists() and (checkpoint / "README.md").exists()
     state = torch.load(checkpoint / "ssl_state.pt", weights_only=True)
     assert state["method"] == "self_training" and state["round"] == 1
