@@ -51,7 +51,8 @@ def test_push_to_hub_uploads_model_tokenizer_and_card_without_checkpoints(tmp_pa
     [upload] = api.uploads
     assert upload["repo_id"] == "me/tiny-ssl"
     files = upload["files"]
-    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "self_training_rounds.json"} <= set(files)
+    expected = {"model.safetensors", "config.json", "tokenizer.json", "README.md", "self_training_rounds.json"}
+    assert expected <= set(files)
     assert not [f for f in files if "checkpoint" in f], files
     # weights only as safetensors (training_args.bin is the Trainer's pickled arguments, not weights)
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth")) and f != "training_args.bin"], files
