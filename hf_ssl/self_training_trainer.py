@@ -22,6 +22,7 @@ from accelerate.logging import get_logger
 from datasets import ClassLabel, Dataset, Value
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
+from .dataset_card import pseudo_label_dataset_card
 from .losses import soft_cross_entropy
 from .pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
 from .self_training_config import SelfTrainingConfig
@@ -210,7 +211,8 @@ class SelfTrainingTrainer(SSLTrainer):
         return data.add_column("source_index", rows.tolist(), feature=Value("int64"))
 
     def export_pseudo_labels(self, path: str) -> str:
-        """Save `pseudo_labeled_dataset` with ``save_to_disk``, written to a temporary folder then renamed."""
+        """Save `pseudo_labeled_dataset` with ``save_to_disk`` plus a dataset card (``README.md``), written to a
+        temporary folder then renamed, so an interrupted export never leaves a half-written folder."""
         if not self.is_world_process_zero():
             return path
         parent = os.path.dirname(os.path.abspath(path))
@@ -218,6 +220,7 @@ class SelfTrainingTrainer(SSLTrainer):
         tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
         try:
             self.pseudo_labeled_dataset().save_to_disk(tmp)
+            pseudo_label_dataset_card(self).save(os.path.join(tmp, "README.md"))
             if os.path.exists(path):
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -225,6 +228,21 @@ class SelfTrainingTrainer(SSLTrainer):
             if os.path.exists(tmp):
                 shutil.rmtree(tmp, ignore_errors=True)
         return path
+
+    def push_pseudo_labels_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
+                                  **card_data: Any) -> None:
+        """Push `pseudo_labeled_dataset` with `datasets`' own ``push_to_hub``, then its dataset card.
+
+        Args:
+            repo_id: dataset repository id.
+            private: create the repository private.
+            token: Hub token.
+            **card_data: extra `DatasetCardData` fields for the card.
+        """
+        if not self.is_world_process_zero():
+            return
+        self.pseudo_labeled_dataset().push_to_hub(repo_id, private=private, token=token)
+        pseudo_label_dataset_card(self, **card_data).push_to_hub(repo_id, token=token)
 
     def ssl_state_dict(self) -> dict[str, Any]:
         return super().ssl_state_dict() | {

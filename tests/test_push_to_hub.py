@@ -62,3 +62,29 @@ def test_push_to_hub_uploads_model_tokenizer_and_card_without_checkpoints(tmp_pa
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert set(results) == {"accuracy", "macro_f1"} and 0 <= results["accuracy"] <= 1
     assert "| 0 |" in card.text and "| 1 |" in card.text
+
+
+def test_pseudo_labeled_dataset_export_and_push(tmp_path, pools, tokenizer, monkeypatch):
+    from datasets import Dataset, load_from_disk
+    from huggingface_hub import DatasetCard
+
+    pushed = {}
+    monkeypatch.setattr(Dataset, "push_to_hub", lambda self, repo_id, **kw: pushed.setdefault("data", (repo_id, self)))
+    monkeypatch.setattr(DatasetCard, "push_to_hub", lambda self, repo_id, **kw: pushed.setdefault("card", self))
+    labeled, unlabeled, _ = pools
+    args = SelfTrainingConfig(output_dir=str(tmp_path / "out"), max_rounds=1, threshold=0.4, num_train_epochs=8,
+                              per_device_train_batch_size=4, learning_rate=1e-2, report_to="none",
+                              save_strategy="no", use_cpu=True, seed=0)
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                  processing_class=tokenizer)
+    trainer.train()
+    trainer.push_pseudo_labels_to_hub("me/toy-pseudo", license="apache-2.0")
+    repo_id, data = pushed["data"]
+    assert repo_id == "me/toy-pseudo" and len(data) == len(trainer.pseudo_rows) > 0
+    assert {"pseudo_label", "pseudo_confidence", "pseudo_round", "source_index"} <= set(data.column_names)
+    card = pushed["card"]
+    assert card.data.license == "apache-2.0" and "pseudo-labels" in card.data.tags
+    assert f"of which {len(data)} are pseudo-labeled" in card.text and "not human annotations" in card.text
+    folder = trainer.export_pseudo_labels(str(tmp_path / "export"))
+    assert len(load_from_disk(folder)) == len(data)
+    assert DatasetCard.load(os.path.join(folder, "README.md")).data.tags == ["hf_ssl", "pseudo-labels", "self_training"]
