@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .propagation import _BLOCK_ENTRIES, _as_numpy, _import_faiss
+
 __all__ = ["select_for_labeling", "propagate_cluster_labels"]
 
 _STRATEGIES = ("kmeans", "uncertainty", "margin", "random")
@@ -18,26 +20,6 @@ _INIT_SAMPLE_PER_CLUSTER = 20  # k-means++ seeding runs on at most max(20·k, 10
 _INIT_SAMPLE_MIN = 10000
 _KMEANS_ITERS = 20
 _TOP_PER_CENTROID = 16
-_BLOCK_ENTRIES = 1 << 24  # entries per block in chunked matrix products (64 MB of float32)
-
-
-def _import_faiss() -> Any:
-    """The faiss module, or None when it cannot be imported."""
-    try:
-        import faiss
-    except ImportError:
-        return None
-    return faiss
-
-
-def _as_numpy(a: Any) -> np.ndarray:
-    """A numpy view of a numpy array, array-like or torch tensor."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu()
-        if str(a.dtype) == "torch.bfloat16":  # numpy has no bfloat16
-            a = a.float()
-        a = a.numpy()
-    return np.asarray(a)
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager:
