@@ -23,7 +23,6 @@ from datasets import ClassLabel, Dataset, Value
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
 from .dataset_card import pseudo_label_dataset_card
-from .losses import soft_cross_entropy
 from .pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
 from .self_training_config import SelfTrainingConfig
 from .ssl_trainer import SSLTrainer
@@ -125,7 +124,7 @@ class SelfTrainingTrainer(SSLTrainer):
         """Label the unlabeled pool with the current model; update the pseudo-labels; return the number new."""
         probs = self.predict_unlabeled_probs()
         rows = select_pseudo_labels(probs, self.args.threshold, self.args.k_per_class, self.args.class_fraction)
-        truth = self._truth()
+        truth = self.truth_labels()
         stats = selection_stats(probs, rows, self.num_labels, truth)
         new_rows = rows[self.first_round[rows] < 0]
         self.first_round[new_rows] = self.round + 1
@@ -154,40 +153,10 @@ class SelfTrainingTrainer(SSLTrainer):
 
     def _stream_pseudo_labels(self, start_batch: int = 0) -> None:
         weights = self.pseudo_confidence if self.args.weight_by_confidence else np.ones_like(self.pseudo_confidence)
-        pseudo = self.unlabeled_dataset.select(self.pseudo_rows)
-        pseudo = pseudo.add_column("ssl_index", self.pseudo_rows.tolist())
-        pseudo = pseudo.add_column("ssl_target", self.pseudo_targets.tolist())
-        pseudo = pseudo.add_column("ssl_weight", weights.tolist())
-        self.set_unlabeled_stream(pseudo, start_batch=start_batch, name=f"pseudo_labels_round_{self.round}")
-
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
-        """Labeled loss, plus λ × cross-entropy on a pseudo-labeled batch in rounds ≥ 1."""
-        inputs, _ = self.split_ssl_columns(inputs, self.args.truth_column)
-        if not model.training or self._stream_loader is None:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labeled_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        batch = self.next_unlabeled_batch()
-        pseudo_inputs, extra = self.split_ssl_columns(batch, self.args.truth_column)
-        logits = model(**pseudo_inputs).logits
-        pseudo_loss = soft_cross_entropy(logits, extra["ssl_target"], extra["ssl_weight"])
-        loss = labeled_loss + self.args.unlabeled_loss_weight * pseudo_loss
-        self.record_metric("labeled_loss", labeled_loss)
-        self.record_metric("pseudo_label_loss", pseudo_loss)
-        self.record_metric("pseudo_label_weight", extra["ssl_weight"].mean())
-        truth = extra.get(self.args.truth_column)
-        if truth is not None:
-            self.record_metric("pseudo_label_batch_accuracy",
-                               (extra["ssl_target"].argmax(-1) == truth).float().mean())
-        return (loss, outputs) if return_outputs else loss
+        self.set_pseudo_label_stream(self.pseudo_rows, self.pseudo_targets, weights, start_batch=start_batch,
+                                     name=f"pseudo_labels_round_{self.round}")
 
     # ----------------------------------------------------------------- records, export, state
-    def _truth(self) -> np.ndarray | None:
-        column = self.args.truth_column
-        if column in self.unlabeled_dataset.column_names:
-            return np.asarray(self.unlabeled_dataset[column])
-        return None
-
     def _append_record(self, record: dict[str, Any]) -> None:
         self.rounds.append(record)
         if self.args.should_save:

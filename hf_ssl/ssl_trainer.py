@@ -21,6 +21,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .collators import SSL_COLUMNS, SSLDataCollator
+from .losses import soft_cross_entropy
 from .model_card import render_model_card
 from .peft_utils import wrap_with_peft
 from .sampling import UnlabeledBatchSampler
@@ -157,6 +158,23 @@ class SSLTrainer(Trainer):
         self._stream_name = name
         self.unlabeled_batches_consumed = start_batch
 
+    def set_pseudo_label_stream(self, rows: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                                start_batch: int = 0, name: str = "pseudo_labels") -> None:
+        """Stream rows of the unlabeled pool with target distributions and loss weights (see `compute_loss`).
+
+        Args:
+            rows: row indices into ``unlabeled_dataset``.
+            targets: (len(rows), num_labels) target distributions.
+            weights: (len(rows),) loss weights.
+            start_batch: batches already consumed (resume).
+            name: a label for the stream.
+        """
+        pseudo = self.unlabeled_dataset.select(rows)
+        pseudo = pseudo.add_column("ssl_index", np.asarray(rows).tolist())
+        pseudo = pseudo.add_column("ssl_target", np.asarray(targets, dtype=np.float32).tolist())
+        pseudo = pseudo.add_column("ssl_weight", np.asarray(weights, dtype=np.float32).tolist())
+        self.set_unlabeled_stream(pseudo, start_batch=start_batch, name=name)
+
     def next_unlabeled_batch(self) -> dict[str, torch.Tensor]:
         """Next batch of the unlabeled stream, on the training device."""
         if self._stream_loader is None:
@@ -172,6 +190,35 @@ class SSLTrainer(Trainer):
         """Split a batch into (model inputs, hf_ssl columns); the truth column goes to the second part."""
         names = (*SSL_COLUMNS, truth_column)
         return ({k: v for k, v in batch.items() if k not in names}, {k: v for k, v in batch.items() if k in names})
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """Labeled loss, plus λ × weighted cross-entropy on a batch of the pseudo-labeled stream when one is set
+        (rows carry ``ssl_target`` distributions and ``ssl_weight``); methods with other losses override this."""
+        inputs, _ = self.split_ssl_columns(inputs, self.args.truth_column)
+        if not model.training or self._stream_loader is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labeled_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        batch = self.next_unlabeled_batch()
+        pseudo_inputs, extra = self.split_ssl_columns(batch, self.args.truth_column)
+        logits = model(**pseudo_inputs).logits
+        pseudo_loss = soft_cross_entropy(logits, extra["ssl_target"], extra["ssl_weight"])
+        loss = labeled_loss + self.args.unlabeled_loss_weight * pseudo_loss
+        self.record_metric("labeled_loss", labeled_loss)
+        self.record_metric("pseudo_label_loss", pseudo_loss)
+        self.record_metric("pseudo_label_weight", extra["ssl_weight"].mean())
+        truth = extra.get(self.args.truth_column)
+        if truth is not None:
+            self.record_metric("pseudo_label_batch_accuracy",
+                               (extra["ssl_target"].argmax(-1) == truth).float().mean())
+        return (loss, outputs) if return_outputs else loss
+
+    def truth_labels(self) -> np.ndarray | None:
+        """Hidden true labels of the unlabeled pool (monitoring only), or None."""
+        column = self.args.truth_column
+        if self.unlabeled_dataset is not None and column in self.unlabeled_dataset.column_names:
+            return np.asarray(self.unlabeled_dataset[column])
+        return None
 
     # ----------------------------------------------------------------- metrics
     def record_metric(self, name: str, value: float | torch.Tensor) -> None:
