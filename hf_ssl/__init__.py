@@ -6,6 +6,8 @@ from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
 from .dinov2 import dinov2_path
 from .embeddings import encode
 from .image_data import load_fashion_mnist, load_mnist_5k, to_pixel_values
+from .label_propagation_config import LabelPropagationConfig
+from .label_propagation_trainer import LabelPropagationTrainer
 from .propagation import LabelPropagator
 from .pseudo_labels import select_pseudo_labels, soft_targets
 from .selection import propagate_cluster_labels, select_for_labeling
@@ -21,4 +23,5 @@ __all__ = [
     "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
     "minilm_path", "orange_text_path", "dinov2_path", "load_fashion_mnist", "load_mnist_5k", "to_pixel_values",
     "LabelPropagator", "select_for_labeling", "propagate_cluster_labels", "encode",
+    "LabelPropagationConfig", "LabelPropagationTrainer",
 ]

@@ -1,0 +1,59 @@
+"""Configuration of `LabelPropagationTrainer`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .ssl_config import SSLConfig
+
+
+@dataclass
+class LabelPropagationConfig(SSLConfig):
+    """`SSLConfig` for label propagation in the training loop (Iscen et al., CVPR 2019).
+
+    The first ``warmup_epochs`` train on the labeled pool only; from then on, every ``propagate_every``
+    epochs the current model embeds the labeled and unlabeled pools, labels spread over a kNN graph of
+    those embeddings, and training continues on labeled batches plus pseudo-labeled batches weighted by
+    certainty (1 − normalised entropy) and by inverse class frequency.
+
+    Args:
+        warmup_epochs: labeled-only epochs before the first propagation.
+        propagate_every: epochs between propagations.
+        n_neighbors: k of the kNN graph.
+        alpha: label-spreading α in (0, 1).
+        power: edge weight = max(cos, 0) ** power.
+        pooling: embedding pooling ("auto", "mean", "cls", "pooler").
+        min_certainty: drop pseudo-labels whose certainty is below this value.
+        class_weighting: weight pseudo-labels by inverse class frequency.
+        soft_labels: train on the propagated distributions instead of their argmax.
+        encode_batch_size: batch size of the embedding passes.
+    """
+
+    warmup_epochs: float = field(default=15.0, metadata={"help": "Labeled-only epochs before propagating."})
+    propagate_every: int = field(default=3, metadata={"help": "Epochs between two propagations (>= 1)."})
+    n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})
+    alpha: float = field(default=0.99, metadata={"help": "Label-spreading alpha in (0, 1)."})
+    power: float = field(default=3.0, metadata={"help": "Edge weight = max(cos, 0) ** power."})
+    pooling: str = field(default="auto", metadata={"help": "Embedding pooling: auto, mean, cls or pooler."})
+    min_certainty: float = field(default=0.0, metadata={"help": "Minimum certainty of a pseudo-label in [0, 1)."})
+    class_weighting: bool = field(default=True, metadata={"help": "Weight pseudo-labels by inverse class frequency."})
+    soft_labels: bool = field(default=False, metadata={"help": "Train on propagated distributions."})
+    encode_batch_size: int = field(default=64, metadata={"help": "Batch size of the embedding passes."})
+    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.propagate_every < 1:
+            raise ValueError(f"propagate_every must be >= 1 epoch, got {self.propagate_every}.")
+        if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}; e.g. alpha=0.99.")
+        if self.n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}.")
+        if not (0 <= self.min_certainty < 1):
+            raise ValueError(f"min_certainty must be in [0, 1), got {self.min_certainty}.")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}.")
+        if self.pooling not in ("auto", "mean", "cls", "pooler"):
+            raise ValueError(f"pooling must be one of auto, mean, cls, pooler; got {self.pooling!r}.")

@@ -1,0 +1,168 @@
+"""`LabelPropagationTrainer`: label propagation over the model's own embeddings, inside the training loop.
+
+After a labeled-only warm-up, every few epochs the current model embeds the labeled and unlabeled pools;
+`LabelPropagator` spreads the labels over a kNN graph of those embeddings; training continues on labeled
+batches plus pseudo-labeled batches weighted by certainty and inverse class frequency (Iscen et al.,
+"Label Propagation for Deep Semi-supervised Learning", CVPR 2019).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from datasets import concatenate_datasets
+from transformers import TrainerCallback
+
+from .embeddings import encode
+from .label_propagation_config import LabelPropagationConfig
+from .propagation import LabelPropagator
+from .ssl_trainer import SSLTrainer
+from .validation import label_column_of
+
+logger = get_logger(__name__)
+
+__all__ = ["LabelPropagationTrainer"]
+
+RECORDS_FILE = "label_propagation.json"
+
+
+class _PropagateAtEpochBegin(TrainerCallback):
+    """Calls the trainer's `propagate` at the start of the epochs its config asks for."""
+
+    def __init__(self, trainer: LabelPropagationTrainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        if epoch < args.warmup_epochs or (epoch - math.ceil(args.warmup_epochs)) % args.propagate_every:
+            return
+        if epoch > self.trainer.last_propagation_epoch:
+            self.trainer.propagate(epoch)
+
+
+class LabelPropagationTrainer(SSLTrainer):
+    """Label propagation in the loop as a `transformers.Trainer`; see `SSLTrainer` for the arguments.
+
+    After `train`, ``propagations`` holds one record per propagation (rows, certainty, per-class counts,
+    accuracy against the hidden truth column when present), also written to
+    ``output_dir/label_propagation.json``.
+    """
+
+    config_class = LabelPropagationConfig
+    method_name = "label_propagation"
+    method_title = "label propagation in the training loop"
+    method_description = (
+        "After a labeled-only warm-up, every few epochs the model embeds the labeled and unlabeled pools, labels "
+        "spread over a kNN graph of those embeddings (label spreading), and training continues on labeled batches "
+        "plus pseudo-labeled batches weighted by certainty (1 - normalised entropy) and inverse class frequency."
+    )
+    paper = {"title": "Label Propagation for Deep Semi-supervised Learning (Iscen et al., CVPR 2019)",
+             "url": "https://arxiv.org/abs/1904.04717"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.unlabeled_dataset is None:
+            raise ValueError("LabelPropagationTrainer needs unlabeled_dataset=.")
+        self.propagations: list[dict[str, Any]] = []
+        self.last_propagation_epoch = -1
+        self.pseudo: dict[str, np.ndarray] | None = None
+        self.add_callback(_PropagateAtEpochBegin(self))
+
+    def propagate(self, epoch: int = 0) -> dict[str, Any]:
+        """Embed both pools with the current model, spread the labels, and stream the pseudo-labels.
+
+        Args:
+            epoch: the epoch this propagation precedes (recorded).
+        """
+        args = self.args
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        pools = [self.train_dataset, self.unlabeled_dataset]
+        columns = self.model_input_columns(self.train_dataset)
+        data = concatenate_datasets([d.select_columns(columns) for d in pools])
+        embeddings = encode(model, data, self.processing_class, pooling=args.pooling, normalize=True,
+                            batch_size=args.encode_batch_size,
+                            accelerator=self.accelerator if args.world_size > 1 else None,
+                            show_progress=not args.disable_tqdm)
+        model.train(was_training)
+        labels = np.asarray(self.train_dataset[label_column_of(self.train_dataset)])
+        n = len(labels)
+        y = np.concatenate([labels, np.full(len(self.unlabeled_dataset), -1)])
+        spread = LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, power=args.power,
+                                 random_state=args.seed).fit(embeddings, y)
+        dist = spread.label_distributions_[n:]
+        certainty = spread.certainty_[n:]
+        predicted = dist.argmax(axis=1)
+        rows = np.flatnonzero((spread.transduction_[n:] >= 0) & (certainty >= args.min_certainty))
+        weights = certainty[rows].astype(np.float32)
+        if args.class_weighting and len(rows):
+            counts = np.bincount(predicted[rows], minlength=self.num_labels).astype(np.float64)
+            per_class = np.where(counts > 0, len(rows) / (self.num_labels * np.maximum(counts, 1)), 0.0)
+            weights = weights * per_class[predicted[rows]].astype(np.float32)
+        targets = dist[rows] if args.soft_labels else np.eye(self.num_labels, dtype=np.float32)[predicted[rows]]
+        self.pseudo = {"rows": rows, "targets": targets.astype(np.float32), "weights": weights}
+        self.last_propagation_epoch = epoch
+        self.set_pseudo_label_stream(rows, targets, weights, name=f"propagation_epoch_{epoch}")
+        record = self._record(epoch, rows, predicted, certainty)
+        logger.info(f"Propagation before epoch {epoch}: {record}", main_process_only=True)
+        return record
+
+    def _record(self, epoch: int, rows: np.ndarray, predicted: np.ndarray, certainty: np.ndarray) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "epoch": epoch, "pseudo_labeled": int(len(rows)),
+            "mean_certainty": float(certainty[rows].mean()) if len(rows) else 0.0,
+            "per_class": dict(zip(self.class_names, np.bincount(predicted[rows], minlength=self.num_labels).tolist(),
+                                  strict=True)),
+        }
+        truth = self.truth_labels()
+        if truth is not None:
+            record["pseudo_label_accuracy"] = float((predicted[rows] == truth[rows]).mean()) if len(rows) else 0.0
+            record["pool_accuracy"] = float((predicted == truth).mean())
+        self.propagations.append(record)
+        self.log({f"ssl_propagation_{k}": float(v) for k, v in record.items() if not isinstance(v, dict)})
+        if self.args.should_save:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            path = os.path.join(self.args.output_dir, RECORDS_FILE)
+            with open(path + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump({"propagations": self.propagations}, handle, indent=2)
+            os.replace(path + ".tmp", path)
+        return record
+
+    # ----------------------------------------------------------------- state and card
+    def ssl_state_dict(self) -> dict[str, Any]:
+        state = super().ssl_state_dict() | {"last_propagation_epoch": self.last_propagation_epoch,
+                                            "propagations_json": json.dumps(self.propagations)}
+        if self.pseudo is not None:
+            state |= {f"pseudo_{k}": torch.from_numpy(np.asarray(v)) for k, v in self.pseudo.items()}
+        return state
+
+    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_ssl_state_dict(state)
+        self.last_propagation_epoch = int(state["last_propagation_epoch"])
+        self.propagations = json.loads(state["propagations_json"])
+        if "pseudo_rows" in state:
+            self.pseudo = {k: state[f"pseudo_{k}"].numpy() for k in ("rows", "targets", "weights")}
+            self.set_pseudo_label_stream(self.pseudo["rows"], self.pseudo["targets"], self.pseudo["weights"],
+                                         start_batch=self.unlabeled_batches_consumed,
+                                         name=f"propagation_epoch_{self.last_propagation_epoch}")
+
+    def card_hyperparameters(self) -> dict[str, Any]:
+        args = self.args
+        return super().card_hyperparameters() | {
+            "warmup_epochs": args.warmup_epochs, "propagate_every": args.propagate_every,
+            "n_neighbors": args.n_neighbors, "alpha": args.alpha, "power": args.power,
+            "class_weighting": args.class_weighting, "soft_labels": args.soft_labels}
+
+    def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
+        header = ["epoch", "pseudo-labeled rows", "mean certainty", "pseudo-label accuracy (hidden truth)",
+                  "per class"]
+        rows = [[r["epoch"], r["pseudo_labeled"], f"{r['mean_certainty']:.3f}",
+                 f"{r['pseudo_label_accuracy']:.3f}" if "pseudo_label_accuracy" in r else "-",
+                 ", ".join(f"{k}: {v}" for k, v in r["per_class"].items())] for r in self.propagations]
+        return header, rows

@@ -1,0 +1,80 @@
+"""LabelPropagationTrainer on a tiny random BERT."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_bert
+
+from hf_ssl import LabelPropagationConfig, LabelPropagationTrainer
+from hf_ssl.metrics import classification_metrics
+
+
+def config(tmp_path, **overrides) -> LabelPropagationConfig:
+    values = dict(output_dir=str(tmp_path / "lp"), num_train_epochs=8, warmup_epochs=2, propagate_every=2,
+                  n_neighbors=5, per_device_train_batch_size=4, learning_rate=1e-2, report_to="none",
+                  save_strategy="no", use_cpu=True, seed=0, encode_batch_size=16, disable_tqdm=True)
+    values.update(overrides)
+    return LabelPropagationConfig(**values)
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_propagates_on_schedule_and_trains(tmp_path, pools, tokenizer):
+    labeled, unlabeled, evaluation = pools
+    trainer = LabelPropagationTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=labeled,
+                                      unlabeled_dataset=unlabeled, eval_dataset=evaluation,
+                                      processing_class=tokenizer, compute_metrics=classification_metrics)
+    trainer.train()
+    assert [r["epoch"] for r in trainer.propagations] == [2, 4, 6]
+    last = trainer.propagations[-1]
+    assert last["pseudo_labeled"] == len(unlabeled) and sum(last["per_class"].values()) == len(unlabeled)
+    assert 0 < last["mean_certainty"] <= 1 and 0 <= last["pseudo_label_accuracy"] <= 1
+    on_disk = json.loads((tmp_path / "lp" / "label_propagation.json").read_text())
+    assert len(on_disk["propagations"]) == 3
+    weights = trainer.pseudo["weights"]
+    assert (weights >= 0).all() and weights.max() > 0
+    assert any("pseudo_label_loss" in e for e in trainer.state.log_history)
+    assert any("ssl_propagation_pseudo_labeled" in e for e in trainer.state.log_history)
+
+
+def test_hidden_truth_never_reaches_a_loss(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    permuted = unlabeled.remove_columns("ssl_truth").add_column(
+        "ssl_truth", np.random.default_rng(0).permutation(unlabeled["ssl_truth"]).tolist())
+    trained = []
+    for pool in (unlabeled, permuted):
+        trainer = LabelPropagationTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=labeled,
+                                          unlabeled_dataset=pool, processing_class=tokenizer)
+        trainer.train()
+        trained.append(params(trainer.model))
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
+
+
+def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    args = config(tmp_path, save_strategy="steps", save_steps=14, full_determinism=True)
+    first = LabelPropagationTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                    processing_class=tokenizer)
+    first.train()
+    checkpoint = tmp_path / "lp" / "checkpoint-14"
+    state = torch.load(checkpoint / "ssl_state.pt", weights_only=True)
+    assert state["method"] == "label_propagation" and state["last_propagation_epoch"] == 4
+    resumed = LabelPropagationTrainer(model=tiny_bert(seed=3), args=args, train_dataset=labeled,
+                                      unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    a, b = params(first.model), params(resumed.model)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert [r["epoch"] for r in resumed.propagations] == [2, 4, 6]
+
+
+@pytest.mark.parametrize("field,value", [("alpha", 1.0), ("propagate_every", 0), ("n_neighbors", 0),
+                                         ("min_certainty", 1.0), ("pooling", "max")])
+def test_config_ranges(tmp_path, field, value):
+    with pytest.raises(ValueError, match=field):
+        config(tmp_path, **{field: value})
