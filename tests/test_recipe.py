@@ -40,3 +40,22 @@ def test_recipe_rejects_unknown_yaml_keys(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "recipes" / "text_selftrain.py"), "--config", str(config)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "labels_per_klass" in result.stderr
+
+
+@pytest.mark.slow
+def test_labelprop_recipe_selects_propagates_and_exports(tmp_path):
+    from datasets import load_from_disk
+
+    out = tmp_path / "lp"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "labelprop.py"), "--output_dir", str(out), "--max_rows", "200",
+         "--max_length", "48", "--select", "kmeans", "--budget", "16"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 200 and summary["labeled"] == 16 and summary["select"] == "kmeans"
+    exported = load_from_disk(str(out / "pseudo_labeled"))
+    assert len(exported) == 200 and exported["source"].count("given") == 16
+    assert set(exported.column_names) >= {"text", "label", "confidence", "source"}
+    # propagation from 16 k-means representatives does far better than chance on R8's 8 classes
+    assert summary["propagated_accuracy_vs_held_back_labels"] > 0.5

@@ -1,0 +1,142 @@
+"""Label a text pool from a few labels: encode → (optionally) choose what to label → propagate → export.
+
+Runs offline on its defaults (the packaged all-MiniLM-L6-v2 embeddings of Reuters R8, 5 labels per class):
+
+    python recipes/labelprop.py --output_dir outputs/labelprop
+    python recipes/labelprop.py --select kmeans --budget 40      # pick the 40 rows to label by k-means
+    python recipes/labelprop.py --finetune true                  # then fine-tune on labeled + propagated rows
+
+With ``--select``, the chosen rows' true labels stand in for an annotator (the packaged corpora are fully
+labeled); on your own data, label the exported ``to_label`` rows and pass them back as the labeled pool.
+The export is a ``save_to_disk`` folder with ``label`` (given or propagated), ``confidence`` and ``source``
+("given" or "propagated").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+from datasets import ClassLabel, Value, load_from_disk
+from transformers import AutoModel, AutoTokenizer, HfArgumentParser
+
+from hf_ssl import LabelPropagator, encode, load_text_dataset, minilm_path, sample_per_class, select_for_labeling
+from hf_ssl.cli import parse_args
+
+
+@dataclass
+class LabelPropArguments:
+    """What to propagate.
+
+    Args:
+        output_dir: where the pseudo-labeled dataset and summary go.
+        model_name_or_path: encoder (default: packaged all-MiniLM-L6-v2).
+        dataset: packaged corpus name or a `save_to_disk` folder with a ``train`` split (and optional ``test``).
+        labels_per_class: labels sampled per class when ``select`` is "none".
+        select: "none", "kmeans", or "random": choose ``budget`` rows to label instead of sampling per class.
+        budget: rows to label when selecting.
+        n_neighbors: k of the kNN graph.
+        alpha: label-spreading α.
+        max_rows: use at most this many rows of the train split (-1: all).
+        max_length: tokenizer truncation length.
+        seed: sampling seed.
+        finetune: fine-tune a classifier on labeled + propagated rows afterwards (SelfTrainingTrainer with
+            max_rounds=0, confidence-weighted rows).
+    """
+
+    output_dir: str = "outputs/labelprop"
+    model_name_or_path: str | None = None
+    dataset: str = "reuters-r8"
+    labels_per_class: int = 5
+    select: str = field(default="none", metadata={"help": "none, kmeans or random"})
+    budget: int = 40
+    n_neighbors: int = 10
+    alpha: float = 0.99
+    max_rows: int = -1
+    max_length: int = 128
+    seed: int = 0
+    finetune: bool = False
+
+
+def main() -> None:
+    (args,) = parse_args([LabelPropArguments])
+    if args.select not in ("none", "kmeans", "random"):
+        raise SystemExit(f"--select must be none, kmeans or random, got {args.select!r}")
+    path = args.model_name_or_path or str(minilm_path())
+    raw = load_from_disk(args.dataset) if os.path.isdir(args.dataset) else load_text_dataset(args.dataset)
+    train = raw["train"]
+    if 0 <= args.max_rows < len(train):
+        train = train.shuffle(seed=args.seed).select(range(args.max_rows))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path)
+    X = encode(model, train, tokenizer, max_length=args.max_length,
+               cache_dir=os.path.join(args.output_dir, ".embedding_cache"))
+    truth = np.asarray(train["label"])
+    y = np.full(len(train), -1)
+    if args.select == "none":
+        labeled, _ = sample_per_class(train.add_column("row", list(range(len(train)))), args.labels_per_class,
+                                      seed=args.seed)
+        chosen = np.asarray(labeled["row"])
+    else:
+        chosen = select_for_labeling(X, args.budget, strategy=args.select, random_state=args.seed)
+    y[chosen] = truth[chosen]
+    spread = LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, random_state=args.seed).fit(X, y)
+    source = np.where(y >= 0, "given", "propagated")
+    out = train.add_column("propagated_label", spread.transduction_.tolist())
+    out = out.add_column("confidence", spread.confidence_.astype(np.float32).tolist(), feature=Value("float32"))
+    out = out.add_column("source", source.tolist())
+    out = out.remove_columns("label").rename_column("propagated_label", "label")
+    out = out.cast_column("label", ClassLabel(names=train.features["label"].names))
+    unlabeled = y < 0
+    accuracy = float((spread.transduction_[unlabeled] == truth[unlabeled]).mean())
+    os.makedirs(args.output_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=args.output_dir, prefix=".export-")
+    export = os.path.join(args.output_dir, "pseudo_labeled")
+    out.save_to_disk(tmp)
+    if os.path.exists(export):
+        shutil.rmtree(export)
+    os.replace(tmp, export)
+    summary = {"rows": len(train), "labeled": int(len(chosen)), "select": args.select,
+               "propagated_accuracy_vs_held_back_labels": accuracy, "timings": spread.timings_, "index": spread.index_}
+    with open(os.path.join(args.output_dir, "summary.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    print(f"{len(chosen)} labels propagated to {int(unlabeled.sum())} rows; accuracy against the held-back "
+          f"labels: {accuracy:.4f}; export: {export}")
+    if args.finetune:
+        finetune(args, path, out, raw.get("test"))
+
+
+def finetune(args: LabelPropArguments, path: str, data, test) -> None:
+    """Fine-tune on given + propagated rows, weighting propagated rows by confidence."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
+    from hf_ssl.metrics import classification_metrics
+
+    names = data.features["label"].names
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenized = data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_length), batched=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    config = HfArgumentParser(SelfTrainingConfig).parse_dict(
+        {"output_dir": os.path.join(args.output_dir, "model"), "max_rounds": 0, "num_train_epochs": 2,
+         "report_to": "none", "save_strategy": "no", "seed": args.seed})[0]
+    evaluation = None
+    if test is not None:
+        evaluation = test.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_length),
+                              batched=True)
+    trainer = SelfTrainingTrainer(model=model, args=config, train_dataset=tokenized.remove_columns(["source"]),
+                                  eval_dataset=evaluation, processing_class=tokenizer,
+                                  compute_metrics=classification_metrics)
+    trainer.train()
+    trainer.save_model()
+    if evaluation is not None:
+        print(f"fine-tuned on propagated labels: test accuracy {trainer.evaluate()['eval_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
