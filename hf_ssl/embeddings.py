@@ -76,11 +76,6 @@ def _resolve_pooling(kind: str, pooling: str) -> str:
     return pooling
 
 
-def _tokenizer_of(processing_class: Any) -> Any:
-    """The tokenizer inside a processor, or the processing class itself."""
-    return getattr(processing_class, "tokenizer", processing_class)
-
-
 def _pad_id(tokenizer: Any, model: Any) -> int:
     """Padding id from the tokenizer, else from the (text) config, else 0."""
     pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
@@ -110,7 +105,7 @@ def _processing_fingerprint(processing_class: Any) -> str | None:
     """Hash of a tokenizer's full definition (fast tokenizers) or vocabulary, or of an image processor's settings."""
     if processing_class is None:
         return None
-    tokenizer = _tokenizer_of(processing_class)
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)  # a processor's tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and hasattr(backend, "to_str"):
         definition = json.loads(backend.to_str())
@@ -151,6 +146,9 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             np.save(handle, array)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions of a new file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -278,7 +276,7 @@ def _encode_rows(model: Any, data: Any, processing_class: Any, kind: str, tower:
     modality = tower if kind == "dual" else ("image" if kind == "vision" else "text")
     base = getattr(model, "base_model", model)
     if modality == "text":
-        tokenizer = _tokenizer_of(processing_class) if processing_class is not None else None
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)  # a processor's tokenizer, or None
         ids, types = _tokenized_rows(data, tokenizer, text_column, max_length)
         batches = _text_batches(ids, types, batch_size, _pad_id(tokenizer, model))
         call = model.get_text_features if kind == "dual" else base
