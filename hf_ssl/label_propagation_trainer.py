@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from .embeddings import encode
 from .label_propagation_config import LabelPropagationConfig
 from .propagation import LabelPropagator
 from .ssl_trainer import SSLTrainer
+from .state import write_text_atomic
 from .validation import label_column_of
 
 logger = get_logger(__name__)
@@ -127,11 +127,8 @@ class LabelPropagationTrainer(SSLTrainer):
         self.propagations.append(record)
         self.log({f"ssl_propagation_{k}": float(v) for k, v in record.items() if not isinstance(v, dict)})
         if self.args.should_save:
-            os.makedirs(self.args.output_dir, exist_ok=True)
-            path = os.path.join(self.args.output_dir, RECORDS_FILE)
-            with open(path + ".tmp", "w", encoding="utf-8") as handle:
-                json.dump({"propagations": self.propagations}, handle, indent=2)
-            os.replace(path + ".tmp", path)
+            write_text_atomic(self.args.output_dir, RECORDS_FILE, json.dumps({"propagations": self.propagations},
+                                                                              indent=2))
         return record
 
     # ----------------------------------------------------------------- state and card

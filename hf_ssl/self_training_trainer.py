@@ -26,7 +26,7 @@ from .dataset_card import pseudo_label_dataset_card
 from .pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
 from .self_training_config import SelfTrainingConfig
 from .ssl_trainer import SSLTrainer
-from .state import load_ssl_state
+from .state import load_ssl_state, write_text_atomic
 
 logger = get_logger(__name__)
 
@@ -160,12 +160,8 @@ class SelfTrainingTrainer(SSLTrainer):
     def _append_record(self, record: dict[str, Any]) -> None:
         self.rounds.append(record)
         if self.args.should_save:
-            os.makedirs(self.args.output_dir, exist_ok=True)
-            path = os.path.join(self.args.output_dir, ROUNDS_FILE)
-            with open(path + ".tmp", "w", encoding="utf-8") as handle:
-                json.dump({"rounds": self.rounds, "termination_condition": self.termination_condition}, handle,
-                          indent=2)
-            os.replace(path + ".tmp", path)
+            text = json.dumps({"rounds": self.rounds, "termination_condition": self.termination_condition}, indent=2)
+            write_text_atomic(self.args.output_dir, ROUNDS_FILE, text)
 
     def pseudo_labeled_dataset(self) -> Dataset:
         """The current pseudo-labeled rows of the unlabeled pool with ``pseudo_label`` (a `ClassLabel`),

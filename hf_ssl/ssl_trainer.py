@@ -26,7 +26,7 @@ from .model_card import render_model_card
 from .peft_utils import wrap_with_peft
 from .sampling import UnlabeledBatchSampler
 from .ssl_config import SSLConfig
-from .state import load_ssl_state, save_ssl_state
+from .state import load_ssl_state, save_ssl_state, write_text_atomic
 from .validation import LABEL_COLUMNS, check_label_names, check_labeled_pool, check_unlabeled_pool
 
 logger = get_logger(__name__)
@@ -299,11 +299,7 @@ class SSLTrainer(Trainer):
     def write_model_card(self, folder: str, **kwargs: Any) -> str:
         """Render the card into ``folder/README.md`` and return its text."""
         text = render_model_card(self, **kwargs)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, "README.md.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, os.path.join(folder, "README.md"))
+        write_text_atomic(folder, "README.md", text)
         return text
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
