@@ -50,8 +50,11 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default="bench/results/encode_throughput.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data = load_text_dataset("reuters-r8")["train"].shuffle(seed=0).select(range(args.n))
     texts = list(data["text"])
@@ -94,7 +97,8 @@ def main() -> None:
                       "min_cosine": float(cosine.min())},
         "platform": {"python": platform.python_version(), "machine": platform.machine(), "torch": torch.__version__},
     }
-    print(f"texts {args.n}, batch {args.batch_size}, max_length {args.max_length}, mean tokens {lengths.mean():.1f}")
+    print(f"texts {args.n}, batch {args.batch_size}, max_length {args.max_length}, mean tokens {lengths.mean():.1f}, "
+          f"torch threads {torch.get_num_threads()}")
     for name in ("naive", "encode"):
         print(f"{name:<7} best {best[name]:7.2f} s  {args.n / best[name]:7.1f} rows/s")
     print(f"speed ratio encode/naive: {ratio:.2f}x (target >= 1.5: {'met' if ratio >= 1.5 else 'MISSED'})")
