@@ -139,6 +139,9 @@ def test_cache_hit_skips_the_model(tokenizer, tmp_path):
     encode(model, data.select(range(10)), tokenizer, cache_dir=tmp_path, show_progress=False)  # other rows: miss
     assert calls[0] == 8
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npy"] * 4  # no temporary files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o666 & ~umask}
 
 
 def tiny_clip(seed: int = 0) -> CLIPModel:
