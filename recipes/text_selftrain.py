@@ -90,7 +90,7 @@ def main() -> None:
                                   compute_metrics=classification_metrics, peft_config=peft_config)
     trainer.card_datasets = [script.dataset]
     trainer.train()
-    final = trainer.evaluate()
+    final = trainer.rounds[-1].get("eval") or trainer.evaluate()  # the last round was already evaluated
     trainer.save_model()
     trainer.export_pseudo_labels(os.path.join(config.output_dir, "pseudo_labeled"))
     if trainer.is_world_process_zero():
