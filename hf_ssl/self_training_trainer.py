@@ -76,7 +76,8 @@ class SelfTrainingTrainer(SSLTrainer):
     # ----------------------------------------------------------------- the method
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None,
               ignore_keys_for_eval: list[str] | None = None, **kwargs: Any) -> TrainOutput:
-        """Run the rounds; each is one `Trainer.train` (fresh optimizer and schedule).
+        """Run the rounds; each is one `Trainer.train` (fresh optimizer and schedule), so callbacks see one
+        ``on_train_begin`` / ``on_train_end`` per round and ``state.global_step`` restarts each round.
 
         Args:
             resume_from_checkpoint: a checkpoint folder, or True for the latest one in ``output_dir``.
