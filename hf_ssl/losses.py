@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["soft_cross_entropy", "weighted_cross_entropy"]
+__all__ = ["soft_cross_entropy", "weighted_cross_entropy", "sharpen", "consistency_loss", "entropy_loss",
+           "align_distribution", "mixup"]
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
@@ -39,3 +40,82 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     if weights is not None:
         per_row = per_row * weights
     return per_row.mean()
+
+
+def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Sharpen distributions: p^(1/T) renormalised (T < 1 sharpens, T = 1 is the identity).
+
+    Args:
+        probs: (n, C) probabilities.
+        temperature: T > 0.
+    """
+    powered = probs.clamp_min(1e-12).pow(1.0 / temperature)
+    return powered / powered.sum(dim=-1, keepdim=True)
+
+
+def consistency_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str = "ce",
+                     weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Consistency between a student's logits and (detached) target distributions, mean over rows.
+
+    Args:
+        logits: (n, C) student logits (strong view).
+        targets: (n, C) target distributions (one-hot for hard pseudo-labels).
+        kind: ``"ce"`` cross-entropy, ``"kl"`` KL(target || student), ``"mse"`` squared error of probabilities
+            (mean over classes).
+        weights: optional (n,) row weights or confidence mask.
+    """
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    targets = targets.float()
+    if kind == "ce":
+        per_row = -(targets * log_probs).sum(dim=-1)
+    elif kind == "kl":
+        per_row = (targets * (targets.clamp_min(1e-12).log() - log_probs)).sum(dim=-1)
+    elif kind == "mse":
+        per_row = (log_probs.exp() - targets).pow(2).mean(dim=-1)
+    else:
+        raise ValueError(f"consistency loss kind must be 'ce', 'kl' or 'mse', got {kind!r}")
+    if weights is not None:
+        per_row = per_row * weights
+    return per_row.mean()
+
+
+def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean prediction entropy (entropy minimisation pushes decision boundaries to low-density regions).
+
+    Args:
+        logits: (n, C) logits.
+    """
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    return -(log_probs.exp() * log_probs).sum(dim=-1).mean()
+
+
+def align_distribution(probs: torch.Tensor, model_prior: torch.Tensor, target_prior: torch.Tensor) -> torch.Tensor:
+    """Distribution alignment (ReMixMatch): scale by target / model class prior and renormalise.
+
+    Args:
+        probs: (n, C) predicted probabilities.
+        model_prior: (C,) running mean of the model's predictions on unlabeled data.
+        target_prior: (C,) desired class distribution (labeled prior or uniform).
+    """
+    aligned = probs * (target_prior / model_prior.clamp_min(1e-6))
+    return aligned / aligned.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float,
+          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
+    """MixMatch's mixup: mix each row with a random other row, weight λ' = max(λ, 1 - λ), λ ~ Beta(α, α).
+
+    Args:
+        inputs: (n, ...) float inputs (pixels or input embeddings).
+        targets: (n, C) target distributions.
+        alpha: Beta parameter (> 0).
+        generator: optional RNG for the permutation (λ comes from torch's Beta with the global RNG).
+
+    Returns:
+        (mixed inputs, mixed targets, λ', the permutation each row was mixed with).
+    """
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    lam = max(lam, 1.0 - lam)
+    perm = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
+    mixed = lam * inputs + (1 - lam) * inputs[perm]
+    return mixed, lam * targets + (1 - lam) * targets[perm], lam, perm

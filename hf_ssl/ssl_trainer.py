@@ -133,24 +133,29 @@ class SSLTrainer(Trainer):
                 self._signature_columns.append(column)
 
     # ----------------------------------------------------------------- unlabeled stream
-    def set_unlabeled_stream(self, dataset: Dataset, start_batch: int = 0, name: str = "unlabeled") -> None:
+    def set_unlabeled_stream(self, dataset: Dataset, start_batch: int = 0, name: str = "unlabeled",
+                             collate_fn: Any = None, extra_columns: tuple[str, ...] = ()) -> None:
         """Draw batches of ``dataset`` beside each labeled batch (see `next_unlabeled_batch`).
 
         Args:
             dataset: the rows to stream (unlabeled or pseudo-labeled pool).
             start_batch: batches already consumed (resume).
             name: a label for the stream, stored with the state.
+            collate_fn: collator of the stream (default: the trainer's data collator).
+            extra_columns: columns to keep besides model inputs and hf_ssl's own.
         """
-        keep = set(self.model_input_columns(dataset)) | set(SSL_COLUMNS) | {self.args.truth_column}
+        keep = set(self.model_input_columns(dataset)) | set(SSL_COLUMNS) | {self.args.truth_column} | set(extra_columns)
         dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
         sampler = UnlabeledBatchSampler(
             len(dataset), self.args.unlabeled_batch_size(), seed=self.args.seed,
             num_replicas=self.args.world_size, rank=self.args.process_index, start_batch=start_batch,
         )
         self._stream_dataset = dataset
+        self._stream_collate_fn = collate_fn
         # A private generator: creating the iterator must not consume the global RNG (exact resume).
         generator = torch.Generator().manual_seed(self.args.seed)
-        self._stream_loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+        self._stream_loader = DataLoader(dataset, batch_sampler=sampler,
+                                         collate_fn=collate_fn or self.data_collator,
                                          generator=generator,
                                          num_workers=self.args.dataloader_num_workers,
                                          pin_memory=self.args.dataloader_pin_memory)
@@ -253,7 +258,8 @@ class SSLTrainer(Trainer):
         self.unlabeled_batches_consumed = int(state.get("unlabeled_batches_consumed", 0))
         if self._stream_loader is not None:
             self.set_unlabeled_stream(self._stream_dataset, start_batch=self.unlabeled_batches_consumed,
-                                      name=self._stream_name or "unlabeled")
+                                      name=self._stream_name or "unlabeled", collate_fn=self._stream_collate_fn,
+                                      extra_columns=tuple(self._stream_dataset.column_names))
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")

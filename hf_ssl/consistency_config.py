@@ -1,0 +1,160 @@
+"""Configuration of `ConsistencyTrainer`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .ssl_config import SSLConfig
+from .thresholds import THRESHOLD_STRATEGIES
+
+__all__ = ["ConsistencyConfig", "METHODS"]
+
+METHODS = ("fixmatch", "uda", "mean_teacher", "pi_model", "mixmatch")
+LOSSES = ("ce", "kl", "mse")
+TEXT_OPS = ("mask", "replace", "word_dropout", "span_deletion", "local_shuffle", "mlm")
+
+# Per-method defaults (None in the config means "the method's default"), from the papers.
+_DEFAULTS = {
+    #              threshold, temperature, loss, EMA teacher
+    "fixmatch": (0.95, 1.0, "ce", False),
+    "uda": (0.8, 0.4, "kl", False),
+    "mean_teacher": (0.0, 1.0, "mse", True),
+    "pi_model": (0.0, 1.0, "mse", False),
+    "mixmatch": (0.0, 0.5, "mse", False),
+}
+
+
+@dataclass
+class ConsistencyConfig(SSLConfig):
+    """`SSLConfig` for consistency regularization (FixMatch, UDA, Mean Teacher, Π-model, MixMatch).
+
+    Each step trains on a labeled batch plus μ× as many unlabeled rows: targets come from a weak view
+    (from the student, or from an EMA teacher), the student is trained to match them on a strong view,
+    and a threshold strategy decides how much each unlabeled row counts. Fields left at None take the
+    method's default from its paper (shown in brackets).
+
+    Args:
+        method: ``fixmatch`` | ``uda`` | ``mean_teacher`` | ``pi_model`` | ``mixmatch``.
+        threshold_strategy: ``fixed`` | ``flexmatch`` | ``freematch`` | ``softmatch``.
+        threshold: confidence threshold τ (fixed) or ceiling (FlexMatch) [0.95 / 0.8 / 0 / 0 / 0].
+        temperature: sharpening temperature of soft targets [1 / 0.4 / 1 / 1 / 0.5].
+        consistency_loss: ``ce`` | ``kl`` | ``mse`` [ce / kl / mse / mse / mse].
+        use_ema_teacher: targets from an EMA of the student's trainable weights [True for mean_teacher].
+        ema_decay: EMA decay of the teacher.
+        eval_with_ema: evaluate and predict with the EMA weights (the saved model stays the student).
+        distribution_alignment: rescale weak-view predictions by target prior / running model prior.
+        alignment_target: ``labeled`` (labeled pool's class prior) or ``uniform``.
+        alignment_momentum: EMA momentum of the running model prior.
+        threshold_momentum: EMA momentum of FreeMatch's and SoftMatch's estimates.
+        flexmatch_warmup: FlexMatch's threshold warm-up.
+        softmatch_n_sigma: SoftMatch's κ (width of the Gaussian weight in standard deviations).
+        unlabeled_loss_warmup_steps: ramp λ from 0 over this many steps.
+        unlabeled_loss_ramp: ``linear`` or ``sigmoid`` (exp(-5(1-t)²)) ramp.
+        entropy_weight: weight of an entropy-minimisation term on unlabeled predictions.
+        mixmatch_num_views: K weak views averaged for MixMatch's label guess.
+        mixup_alpha: Beta(α, α) parameter of MixMatch's mixup.
+        augment_labeled: train on the weak view of labeled rows (flip and crop for images; identity for text
+            by default).
+        augment_in: ``step`` (augment the collated batch on the training device) or ``collator``
+            (in the unlabeled stream's collator, i.e. in DataLoader workers when there are any).
+        weak_augment: text weak view, ``identity`` or ``token_dropout``.
+        weak_augment_prob: token-dropout rate of the weak text view.
+        strong_augment_ops: text strong-view operations to choose from.
+        strong_augment_num_ops: operations applied per row.
+        strong_augment_prob: rate of each text operation.
+        strong_view_prefix: columns ``<prefix><input>`` of the unlabeled pool (e.g. ``strong_input_ids`` from
+            back-translations) are used as the strong view instead of augmenting.
+        image_crop_padding: pad-and-crop padding as a fraction of the image side (weak image view).
+        randaugment_n: RandAugment operations per image (strong image view).
+        randaugment_m: RandAugment magnitude in [0, 30].
+        cutout: side of the cutout square as a fraction of the image side.
+    """
+
+    method: str = field(default="fixmatch", metadata={"help": f"One of {METHODS}."})
+    threshold_strategy: str = field(default="fixed", metadata={"help": f"One of {THRESHOLD_STRATEGIES}."})
+    threshold: float | None = field(default=None, metadata={"help": "Confidence threshold τ (None: method default)."})
+    temperature: float | None = field(default=None, metadata={"help": "Sharpening temperature (None: default)."})
+    consistency_loss: str | None = field(default=None, metadata={"help": f"One of {LOSSES} (None: default)."})
+    use_ema_teacher: bool | None = field(default=None, metadata={"help": "Targets from an EMA teacher."})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the teacher, in [0, 1)."})
+    eval_with_ema: bool = field(default=False, metadata={"help": "Evaluate with the EMA teacher's weights."})
+    distribution_alignment: bool = field(default=False, metadata={"help": "Align weak-view predictions."})
+    alignment_target: str = field(default="labeled", metadata={"help": "'labeled' or 'uniform' class prior."})
+    alignment_momentum: float = field(default=0.999, metadata={"help": "EMA momentum of the model prior."})
+    threshold_momentum: float = field(default=0.999, metadata={"help": "EMA momentum of FreeMatch/SoftMatch."})
+    flexmatch_warmup: bool = field(default=True, metadata={"help": "FlexMatch threshold warm-up."})
+    softmatch_n_sigma: float = field(default=2.0, metadata={"help": "SoftMatch Gaussian width κ."})
+    unlabeled_loss_warmup_steps: int = field(default=0, metadata={"help": "Steps to ramp λ up from 0."})
+    unlabeled_loss_ramp: str = field(default="linear", metadata={"help": "'linear' or 'sigmoid'."})
+    entropy_weight: float = field(default=0.0, metadata={"help": "Weight of entropy minimisation (>= 0)."})
+    mixmatch_num_views: int = field(default=2, metadata={"help": "MixMatch: weak views per unlabeled row."})
+    mixup_alpha: float = field(default=0.5, metadata={"help": "MixMatch: Beta(α, α) of mixup (> 0)."})
+    augment_labeled: bool = field(default=True, metadata={"help": "Train on the weak view of labeled rows."})
+    augment_in: str = field(default="step", metadata={"help": "'step' or 'collator'."})
+    weak_augment: str = field(default="identity", metadata={"help": "Text weak view: identity or token_dropout."})
+    weak_augment_prob: float = field(default=0.1, metadata={"help": "Token-dropout rate of the weak text view."})
+    strong_augment_ops: list[str] = field(
+        default_factory=lambda: ["mask", "replace", "word_dropout", "span_deletion", "local_shuffle"],
+        metadata={"help": f"Text strong-view operations, from {TEXT_OPS} (mlm needs mlm_model=)."},
+    )
+    strong_augment_num_ops: int = field(default=2, metadata={"help": "Text operations applied per row."})
+    strong_augment_prob: float = field(default=0.2, metadata={"help": "Rate of each text operation."})
+    strong_view_prefix: str = field(default="strong_", metadata={"help": "Prefix of precomputed strong views."})
+    image_crop_padding: float = field(default=0.125, metadata={"help": "Pad-and-crop padding (fraction)."})
+    randaugment_n: int = field(default=2, metadata={"help": "RandAugment ops per image."})
+    randaugment_m: int = field(default=10, metadata={"help": "RandAugment magnitude (0-30)."})
+    cutout: float = field(default=0.5, metadata={"help": "Cutout side as a fraction of the image side."})
+    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
+        if self.threshold_strategy not in THRESHOLD_STRATEGIES:
+            raise ValueError(
+                f"threshold_strategy must be one of {THRESHOLD_STRATEGIES}, got {self.threshold_strategy!r}.")
+        threshold, temperature, loss, ema = _DEFAULTS[self.method]
+        self.threshold = threshold if self.threshold is None else self.threshold
+        self.temperature = temperature if self.temperature is None else self.temperature
+        self.consistency_loss = loss if self.consistency_loss is None else self.consistency_loss
+        self.use_ema_teacher = ema if self.use_ema_teacher is None else self.use_ema_teacher
+        threshold = self.threshold
+        if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and 0 <= threshold <= 1):
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}; e.g. threshold=0.95.")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}.")
+        if self.consistency_loss not in LOSSES:
+            raise ValueError(f"consistency_loss must be one of {LOSSES}, got {self.consistency_loss!r}.")
+        for name in ("ema_decay", "alignment_momentum", "threshold_momentum"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value}; e.g. 0.999.")
+        if self.alignment_target not in ("labeled", "uniform"):
+            raise ValueError(f"alignment_target must be 'labeled' or 'uniform', got {self.alignment_target!r}.")
+        if self.unlabeled_loss_ramp not in ("linear", "sigmoid"):
+            raise ValueError(f"unlabeled_loss_ramp must be 'linear' or 'sigmoid', got {self.unlabeled_loss_ramp!r}.")
+        if self.unlabeled_loss_warmup_steps < 0:
+            raise ValueError(f"unlabeled_loss_warmup_steps must be >= 0, got {self.unlabeled_loss_warmup_steps}.")
+        if not (math.isfinite(self.entropy_weight) and self.entropy_weight >= 0):
+            raise ValueError(f"entropy_weight must be a finite number >= 0, got {self.entropy_weight}.")
+        if self.mixmatch_num_views < 1:
+            raise ValueError(f"mixmatch_num_views must be >= 1, got {self.mixmatch_num_views}.")
+        if not (math.isfinite(self.mixup_alpha) and self.mixup_alpha > 0):
+            raise ValueError(f"mixup_alpha must be > 0, got {self.mixup_alpha}.")
+        if self.augment_in not in ("step", "collator"):
+            raise ValueError(f"augment_in must be 'step' or 'collator', got {self.augment_in!r}.")
+        if self.softmatch_n_sigma <= 0:
+            raise ValueError(f"softmatch_n_sigma must be > 0, got {self.softmatch_n_sigma}.")
+        unknown = [op for op in self.strong_augment_ops if op not in TEXT_OPS]
+        if unknown:
+            raise ValueError(f"strong_augment_ops has unknown operations {unknown}; choose from {TEXT_OPS}.")
+
+    def unlabeled_weight(self, step: int) -> float:
+        """λ at optimizer step ``step``, after the warm-up ramp."""
+        if self.unlabeled_loss_warmup_steps <= 0:
+            return self.unlabeled_loss_weight
+        t = min(1.0, step / self.unlabeled_loss_warmup_steps)
+        ramp = t if self.unlabeled_loss_ramp == "linear" else math.exp(-5.0 * (1.0 - t) ** 2)
+        return self.unlabeled_loss_weight * ramp

@@ -1,0 +1,330 @@
+"""`ConsistencyTrainer`: FixMatch, UDA, Mean Teacher, Π-model and MixMatch as a `transformers.Trainer`.
+
+Each training step takes the Trainer's labeled batch and μ× as many unlabeled rows from the shared
+unlabeled stream, in a weak and a strong view. Targets come from the weak view (student or EMA teacher,
+optionally distribution-aligned); a threshold strategy weights each unlabeled row; the student matches
+the targets on the strong view (MixMatch: mixup of labeled rows and guessed labels). Labeled and
+strong-view rows go through the model in one forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate.logging import get_logger
+from transformers import TrainerCallback
+
+from .collators import SSL_COLUMNS, ConsistencyCollator, concat_inputs, make_views
+from .consistency_config import ConsistencyConfig
+from .ema import EMATeacher
+from .losses import align_distribution, consistency_loss, entropy_loss, mixup, sharpen
+from .ssl_trainer import SSLTrainer
+from .thresholds import ConfidenceMasker
+
+logger = get_logger(__name__)
+
+__all__ = ["ConsistencyTrainer"]
+
+PAPERS = {
+    "fixmatch": ("FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence (Sohn et al., "
+                 "NeurIPS 2020)", "https://arxiv.org/abs/2001.07685"),
+    "uda": ("Unsupervised Data Augmentation for Consistency Training (Xie et al., NeurIPS 2020)",
+            "https://arxiv.org/abs/1904.12848"),
+    "mean_teacher": ("Mean teachers are better role models (Tarvainen & Valpola, NeurIPS 2017)",
+                     "https://arxiv.org/abs/1703.01780"),
+    "pi_model": ("Temporal Ensembling for Semi-Supervised Learning (Laine & Aila, ICLR 2017)",
+                 "https://arxiv.org/abs/1610.02242"),
+    "mixmatch": ("MixMatch: A Holistic Approach to Semi-Supervised Learning (Berthelot et al., NeurIPS 2019)",
+                 "https://arxiv.org/abs/1905.02249"),
+}
+DESCRIPTIONS = {
+    "fixmatch": "The weak view's prediction, when confident enough, is a hard pseudo-label for the strong view "
+                "(cross-entropy).",
+    "uda": "The weak view's sharpened prediction is a soft target for the strong view (KL divergence).",
+    "mean_teacher": "An exponential moving average of the student predicts on the weak view; the student matches "
+                    "it on the strong view.",
+    "pi_model": "The student's predictions on two augmented views of the same row are pulled together.",
+    "mixmatch": "Labels are guessed by averaging and sharpening predictions over several weak views; labeled and "
+                "unlabeled rows are mixed up and trained on the mixed targets.",
+}
+
+
+class _EMAUpdate(TrainerCallback):
+    """Moves the EMA teacher after every optimizer step."""
+
+    def __init__(self, trainer: ConsistencyTrainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer.ema.update(self.trainer.accelerator.unwrap_model(self.trainer.model))
+
+
+class ConsistencyTrainer(SSLTrainer):
+    """Consistency regularization as a `transformers.Trainer`; see `SSLTrainer` for the arguments.
+
+    Extra keyword arguments:
+        augmenter: object with ``weak(inputs)`` / ``strong(inputs)`` (default: `TextAugmenter` from the
+            tokenizer for text models, `ImageAugmenter` from the image processor's mean/std for images).
+        mlm_model: a masked-language model sharing the tokenizer's vocabulary, for the ``mlm`` text operation.
+
+    After `train`, ``epoch_records`` holds per-epoch unlabeled statistics (mask rate, threshold, pseudo-label
+    accuracy against the hidden truth column when present).
+    """
+
+    config_class = ConsistencyConfig
+    method_name = "consistency"
+    method_title = "consistency regularization"
+
+    def __init__(self, *args: Any, augmenter: Any = None, mlm_model: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.unlabeled_dataset is None:
+            raise ValueError("ConsistencyTrainer needs unlabeled_dataset= (the unlabeled pool).")
+        config = self.args
+        self._tag_names = [*type(self)._tag_names, "consistency-regularization", config.method]
+        self.method_title = f"consistency regularization ({config.method}, {config.threshold_strategy} threshold)"
+        self.method_description = DESCRIPTIONS[config.method]
+        self.paper = dict(zip(("title", "url"), PAPERS[config.method], strict=True))
+        # Losses here are means over rows: let the Trainer divide by gradient-accumulation steps.
+        self.model_accepts_loss_kwargs = False
+        self.augmenter = augmenter if augmenter is not None else self._default_augmenter(mlm_model)
+        unlabeled = self.unlabeled_dataset
+        if "ssl_index" not in unlabeled.column_names:
+            unlabeled = unlabeled.add_column("ssl_index", np.arange(len(unlabeled)).tolist())
+        num_labels = self.num_labels
+        self.masker = ConfidenceMasker(config.threshold_strategy, num_labels, len(unlabeled), config.threshold,
+                                       config.threshold_momentum, config.flexmatch_warmup, config.softmatch_n_sigma)
+        self.model_prior = torch.full((num_labels,), 1.0 / num_labels)
+        if config.alignment_target == "labeled" and self.labeled_counts is not None:
+            self.target_prior = torch.as_tensor(self.labeled_counts / self.labeled_counts.sum(), dtype=torch.float32)
+        else:
+            self.target_prior = torch.full((num_labels,), 1.0 / num_labels)
+        self.ema: EMATeacher | None = None
+        if config.use_ema_teacher or config.eval_with_ema:
+            self.ema = EMATeacher(self.accelerator.unwrap_model(self.model), config.ema_decay)
+            self.add_callback(_EMAUpdate(self))
+        self.num_weak_views = config.mixmatch_num_views if config.method == "mixmatch" else 1
+        strong_columns = tuple(c for c in unlabeled.column_names if c.startswith(config.strong_view_prefix or "\0"))
+        collator = ConsistencyCollator(self.data_collator, self.augmenter if config.augment_in == "collator" else None,
+                                       self.num_weak_views, config.strong_view_prefix, config.truth_column)
+        self.set_unlabeled_stream(unlabeled, name="unlabeled", collate_fn=collator, extra_columns=strong_columns)
+        self.epoch_records: list[dict[str, Any]] = []
+        self._epoch_sums: dict[str, tuple[float, int]] = {}
+        self.add_callback(_EpochRecord(self))
+
+    def _default_augmenter(self, mlm_model: Any) -> Any:
+        """`ImageAugmenter` for pixel inputs, else `TextAugmenter` from the tokenizer."""
+        config, processor = self.args, self.processing_class
+        if "pixel_values" in self.train_dataset.column_names:
+            from .image_augment import ImageAugmenter
+
+            mean = getattr(processor, "image_mean", None)
+            std = getattr(processor, "image_std", None)
+            extra = {"mean": mean, "std": std} if mean is not None and std is not None else {}
+            return ImageAugmenter(**extra, crop_padding=config.image_crop_padding, randaugment_n=config.randaugment_n,
+                                  randaugment_m=config.randaugment_m, cutout=config.cutout)
+        from .text_augment import TextAugmenter
+
+        tokenizer = getattr(processor, "tokenizer", processor)
+        if tokenizer is None or not hasattr(tokenizer, "all_special_ids"):
+            raise ValueError(
+                "ConsistencyTrainer needs processing_class= (the tokenizer) to augment text, or an augmenter=. "
+                "Pass processing_class=tokenizer."
+            )
+        return TextAugmenter.from_tokenizer(
+            tokenizer, weak=config.weak_augment, weak_prob=config.weak_augment_prob,
+            strong_ops=config.strong_augment_ops, strong_num_ops=config.strong_augment_num_ops,
+            strong_prob=config.strong_augment_prob, mlm_model=mlm_model)
+
+    # ----------------------------------------------------------------- the step
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """Labeled cross-entropy + λ(t) × consistency on the unlabeled batch (+ entropy minimisation)."""
+        inputs, _ = self.split_ssl_columns(inputs, self.args.truth_column)
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        config = self.args
+        labels = inputs.pop("labels") if "labels" in inputs else inputs.pop("label")
+        if config.augment_labeled:
+            inputs = self.augmenter.weak(inputs)
+        batch = self.next_unlabeled_batch()
+        if "weak" not in batch:
+            batch = make_views(batch, self.augmenter, self.num_weak_views, config.strong_view_prefix,
+                               (*SSL_COLUMNS, config.truth_column))
+        probs = self._weak_view_probs(model, batch["weak"])
+        weights = self.masker(self._gather(probs), self._gather(batch["ssl_index"]))
+        weights = weights[self._local_rows(probs.shape[0])].to(probs.device)
+        if config.method == "mixmatch":
+            labeled_loss, unlabeled_loss, outputs = self._mixmatch(model, inputs, labels, batch["weak"], probs, weights)
+            student_logits = None
+        else:
+            merged = concat_inputs([inputs, batch["strong"]], self._pad_token_id())
+            outputs = model(**merged)
+            labeled_logits, student_logits = outputs.logits.split([labels.shape[0], probs.shape[0]])
+            labeled_loss = F.cross_entropy(labeled_logits.float(), labels)
+            if config.method == "fixmatch":
+                targets = F.one_hot(probs.argmax(dim=-1), probs.shape[-1]).float()
+            elif config.method == "uda":
+                targets = sharpen(probs, config.temperature)
+            else:
+                targets = probs
+            unlabeled_loss = consistency_loss(student_logits, targets, config.consistency_loss, weights)
+            outputs.logits = labeled_logits
+        lam = config.unlabeled_weight(self.state.global_step)
+        loss = labeled_loss + lam * unlabeled_loss
+        if config.entropy_weight > 0 and student_logits is not None:
+            loss = loss + config.entropy_weight * entropy_loss(student_logits)
+        self._record(labeled_loss, unlabeled_loss, lam, probs, weights, batch.get(config.truth_column))
+        return (loss, outputs) if return_outputs else loss
+
+    def _weak_view_probs(self, model: Any, weak_views: list[dict[str, Any]]) -> torch.Tensor:
+        """Detached targets' base: mean softmax over weak views (teacher or student), aligned if asked."""
+        config = self.args
+        unwrapped = self.accelerator.unwrap_model(model)
+        with torch.no_grad():
+            views = []
+            for view in weak_views:
+                logits = self.ema(unwrapped, view).logits if config.use_ema_teacher else model(**view).logits
+                views.append(F.softmax(logits.float(), dim=-1))
+            probs = torch.stack(views).mean(dim=0)
+            if config.distribution_alignment:
+                mean = self._gather(probs).mean(dim=0).cpu()
+                self.model_prior = config.alignment_momentum * self.model_prior + (1 - config.alignment_momentum) * mean
+                probs = align_distribution(probs, self.model_prior.to(probs.device), self.target_prior.to(probs.device))
+        return probs
+
+    def _mixmatch(self, model: Any, inputs: dict[str, Any], labels: torch.Tensor, weak_views: list[dict[str, Any]],
+                  probs: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """MixMatch: mixup over labeled rows (one-hot) and every weak view (sharpened guess), then the losses."""
+        config = self.args
+        n_labeled, n_classes = labels.shape[0], probs.shape[-1]
+        guess = sharpen(probs, config.temperature)
+        targets = torch.cat([F.one_hot(labels, n_classes).float(), guess.repeat(len(weak_views), 1)])
+        row_weights = torch.cat([torch.ones(n_labeled, device=probs.device), weights.repeat(len(weak_views))])
+        merged = concat_inputs([inputs, *weak_views], self._pad_token_id())
+        if "pixel_values" in merged:
+            key, values = "pixel_values", merged.pop("pixel_values")
+        else:
+            key, values = "inputs_embeds", self.accelerator.unwrap_model(model).get_input_embeddings()(
+                merged.pop("input_ids"))
+        mixed, mixed_targets, _, perm = mixup(values, torch.cat([targets, row_weights[:, None]], dim=1),
+                                              config.mixup_alpha)
+        mixed_targets, mixed_weights = mixed_targets[:, :-1], mixed_targets[:, -1]
+        if "attention_mask" in merged:  # a mixed row attends to the union of its two sources' tokens
+            merged["attention_mask"] = torch.maximum(merged["attention_mask"], merged["attention_mask"][perm])
+        outputs = model(**merged, **{key: mixed})
+        logits = outputs.logits
+        labeled_loss = consistency_loss(logits[:n_labeled], mixed_targets[:n_labeled], "ce")
+        unlabeled_loss = consistency_loss(logits[n_labeled:], mixed_targets[n_labeled:], config.consistency_loss,
+                                          mixed_weights[n_labeled:])
+        outputs.logits = logits[:n_labeled]
+        return labeled_loss, unlabeled_loss, outputs
+
+    # ----------------------------------------------------------------- helpers
+    def _pad_token_id(self) -> int:
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        return int(getattr(tokenizer, "pad_token_id", None) or 0)
+
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """All processes' rows (so threshold state is identical on every rank)."""
+        return self.accelerator.gather(tensor.contiguous()) if self.args.world_size > 1 else tensor
+
+    def _local_rows(self, n: int) -> slice:
+        start = self.args.process_index * n if self.args.world_size > 1 else 0
+        return slice(start, start + n)
+
+    def _record(self, labeled_loss: torch.Tensor, unlabeled_loss: torch.Tensor, lam: float, probs: torch.Tensor,
+                weights: torch.Tensor, truth: torch.Tensor | None) -> None:
+        stats = {"labeled_loss": labeled_loss.detach(), "unlabeled_loss": unlabeled_loss.detach(),
+                 "unlabeled_weight": lam, "mask_rate": weights.mean(),
+                 "confidence": probs.max(dim=-1).values.mean()}
+        thresholds = self.masker.class_thresholds()
+        if thresholds is not None:
+            stats["threshold_mean"] = thresholds.mean()
+        if truth is not None and float(weights.sum()) > 0:  # accuracy of the pseudo-labels that counted
+            correct = (probs.argmax(dim=-1) == truth).float()
+            stats["pseudo_label_accuracy"] = (correct * weights).sum() / weights.sum()
+        for name, value in stats.items():
+            self.record_metric(name, value)
+            total, count = self._epoch_sums.get(name, (0.0, 0))
+            self._epoch_sums[name] = (total + float(value), count + 1)
+
+    def close_epoch_record(self, epoch: float) -> None:
+        """Turn the sums of the finished epoch into a record (called at each epoch end)."""
+        if self._epoch_sums:
+            self.epoch_records.append({"epoch": round(epoch, 2),
+                                       **{k: total / count for k, (total, count) in self._epoch_sums.items()}})
+        self._epoch_sums = {}
+
+    # ----------------------------------------------------------------- evaluation with the EMA teacher
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """`Trainer.evaluate`, with the EMA weights when ``eval_with_ema``."""
+        if self.ema is None or not self.args.eval_with_ema:
+            return super().evaluate(*args, **kwargs)
+        with self.ema.swapped_in(self.accelerator.unwrap_model(self.model)):
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.predict`, with the EMA weights when ``eval_with_ema``."""
+        if self.ema is None or not self.args.eval_with_ema:
+            return super().predict(*args, **kwargs)
+        with self.ema.swapped_in(self.accelerator.unwrap_model(self.model)):
+            return super().predict(*args, **kwargs)
+
+    # ----------------------------------------------------------------- state and card
+    def ssl_state_dict(self) -> dict[str, Any]:
+        state = super().ssl_state_dict() | {
+            "consistency_method": self.args.method, "thresholds": self.masker.state_dict(),
+            "model_prior": self.model_prior.clone(), "epoch_records": self.epoch_records,
+            "epoch_sums": {k: list(v) for k, v in self._epoch_sums.items()}}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_ssl_state_dict(state)
+        if state.get("consistency_method") != self.args.method:
+            raise ValueError(
+                f"resume_from_checkpoint holds a {state.get('consistency_method')!r} run but method is "
+                f"{self.args.method!r}; resume with the same ConsistencyConfig.method."
+            )
+        self.masker.load_state_dict(state["thresholds"])
+        self.model_prior = state["model_prior"].clone()
+        self.epoch_records = list(state.get("epoch_records", []))
+        self._epoch_sums = {k: (float(v[0]), int(v[1])) for k, v in state.get("epoch_sums", {}).items()}
+        if self.ema is not None:
+            if "ema" not in state:
+                raise ValueError("the checkpoint has no EMA teacher state; resume with the same use_ema_teacher.")
+            self.ema.load_state_dict(state["ema"])
+
+    def card_hyperparameters(self) -> dict[str, Any]:
+        args = self.args
+        return super().card_hyperparameters() | {
+            "method": args.method, "threshold_strategy": args.threshold_strategy, "threshold": args.threshold,
+            "temperature": args.temperature, "consistency_loss": args.consistency_loss,
+            "use_ema_teacher": args.use_ema_teacher, "distribution_alignment": args.distribution_alignment,
+            "unlabeled_loss_warmup_steps": args.unlabeled_loss_warmup_steps, "entropy_weight": args.entropy_weight}
+
+    def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
+        header = ["epoch", "unlabeled rows used (mask rate)", "mean confidence", "mean threshold",
+                  "pseudo-label accuracy (hidden truth)"]
+
+        def fmt(value: Any) -> str:
+            return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+        rows = [[rec["epoch"], fmt(rec.get("mask_rate")), fmt(rec.get("confidence")), fmt(rec.get("threshold_mean")),
+                 fmt(rec.get("pseudo_label_accuracy"))] for rec in self.epoch_records]
+        return header, rows
+
+
+class _EpochRecord(TrainerCallback):
+    """Closes the per-epoch unlabeled statistics."""
+
+    def __init__(self, trainer: ConsistencyTrainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer.close_epoch_record(state.epoch or 0.0)
