@@ -1,10 +1,14 @@
 """hf_ssl: semi-supervised fine-tuning of pretrained models as drop-in `transformers.Trainer` subclasses."""
 
 from .assets import minilm_path, orange_text_path
-from .collators import SSLDataCollator
+from .collators import ConsistencyCollator, SSLDataCollator
+from .consistency_config import ConsistencyConfig
+from .consistency_trainer import ConsistencyTrainer
 from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
 from .dinov2 import dinov2_path
+from .ema import EMATeacher
 from .embeddings import encode
+from .image_augment import ImageAugmenter
 from .image_data import load_fashion_mnist, load_mnist_5k, to_pixel_values
 from .label_propagation_config import LabelPropagationConfig
 from .label_propagation_trainer import LabelPropagationTrainer
@@ -15,6 +19,7 @@ from .self_training_config import SelfTrainingConfig
 from .self_training_trainer import SelfTrainingTrainer
 from .ssl_config import SSLConfig
 from .ssl_trainer import SSLTrainer
+from .text_augment import TextAugmenter
 
 __version__ = "0.1.0"
 
@@ -23,5 +28,6 @@ __all__ = [
     "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
     "minilm_path", "orange_text_path", "dinov2_path", "load_fashion_mnist", "load_mnist_5k", "to_pixel_values",
     "LabelPropagator", "select_for_labeling", "propagate_cluster_labels", "encode",
-    "LabelPropagationConfig", "LabelPropagationTrainer",
+    "LabelPropagationConfig", "LabelPropagationTrainer", "ConsistencyConfig", "ConsistencyTrainer",
+    "ConsistencyCollator", "EMATeacher", "TextAugmenter", "ImageAugmenter",
 ]

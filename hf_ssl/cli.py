@@ -4,23 +4,124 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
 
-__all__ = ["parse_args"]
+__all__ = ["parse_args", "PeftArguments", "TextDataArguments"]
 
 
-def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple[Any, ...]:
+@dataclass
+class TextDataArguments:
+    """What a text recipe trains on.
+
+    Args:
+        model_name_or_path: model folder or Hub id (default: the packaged all-MiniLM-L6-v2).
+        dataset: a packaged corpus (reuters-r8, reuters-r52, 20newsgroups) or a `save_to_disk` folder
+            with train and test splits.
+        text_column: text column.
+        label_column: label column (a ClassLabel).
+        labels_per_class: labeled examples sampled per class from the train split.
+        max_unlabeled: subsample the unlabeled pool (-1: all of it).
+        max_eval: subsample the test split (-1: all of it).
+        max_length: tokenizer truncation length.
+        trust_remote_code: allow custom model code (off by default).
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Default: packaged all-MiniLM-L6-v2."})
+    dataset: str = field(default="reuters-r8", metadata={"help": "Packaged corpus name or save_to_disk folder."})
+    text_column: str = "text"
+    label_column: str = "label"
+    labels_per_class: int = 5
+    max_unlabeled: int = field(default=1500, metadata={"help": "Unlabeled rows to use (-1: all)."})
+    max_eval: int = field(default=-1, metadata={"help": "Test rows to evaluate on (-1: all)."})
+    max_length: int = 64
+    trust_remote_code: bool = False
+
+    def model_path(self) -> str:
+        """The model to start from (the packaged MiniLM by default)."""
+        from .assets import minilm_path
+
+        return self.model_name_or_path or str(minilm_path())
+
+    def pools(self, tokenizer: Any, config: Any) -> tuple[Any, Any, Any, list[str]]:
+        """Tokenized (labeled, unlabeled, test) pools and the class names.
+
+        Args:
+            tokenizer: the model's tokenizer.
+            config: the trainer config (its ``seed`` samples the pools; tokenizing runs main process first).
+        """
+        import os
+
+        from datasets import load_from_disk
+
+        from .data import load_text_dataset, sample_per_class
+        from .validation import check_texts
+
+        raw = load_from_disk(self.dataset) if os.path.isdir(self.dataset) else load_text_dataset(self.dataset)
+        for split in ("train", "test"):
+            check_texts(raw[split], self.text_column, f"{self.dataset}[{split!r}]")
+        names = raw["train"].features[self.label_column].names
+        labeled, unlabeled = sample_per_class(
+            raw["train"], self.labels_per_class, seed=config.seed, label_column=self.label_column,
+            max_unlabeled=None if self.max_unlabeled < 0 else self.max_unlabeled)
+        test = raw["test"]
+        if 0 <= self.max_eval < len(test):
+            test = test.shuffle(seed=config.seed).select(range(self.max_eval))
+
+        def tokenize(batch: dict) -> dict:
+            return tokenizer(batch[self.text_column], truncation=True, max_length=self.max_length)
+
+        with config.main_process_first(desc="tokenize"):
+            labeled, unlabeled, test = (d.map(tokenize, batched=True) for d in (labeled, unlabeled, test))
+        return labeled, unlabeled, test, names
+
+
+@dataclass
+class PeftArguments:
+    """LoRA flags shared by the recipes.
+
+    Args:
+        use_peft: train a LoRA adapter (plus the classification head) instead of all weights.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling.
+        lora_target_modules: modules to adapt (BERT-family: query, key, value, dense; ViT/DINOv2: query, value).
+    """
+
+    use_peft: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+
+    def peft_config(self, task_type: str | None = "SEQ_CLS") -> Any:
+        """A `peft.LoraConfig` when ``use_peft``, else None.
+
+        Args:
+            task_type: peft task type (``SEQ_CLS`` for text; None for image classifiers).
+        """
+        if not self.use_peft:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, task_type=task_type,
+                          target_modules=self.lora_target_modules)
+
+
+def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = None,
+               defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
     """Parse dataclasses from the command line; ``--config x.yaml`` supplies defaults that flags override.
 
     Args:
         dataclass_types: dataclasses to fill (e.g. script arguments and an `SSLConfig`).
         args: argument list (default: ``sys.argv[1:]``).
+        defaults: the recipe's own defaults (the YAML file and flags override them).
     """
     args = list(sys.argv[1:] if args is None else args)
     parser = HfArgumentParser(dataclass_types)
+    if defaults:
+        parser.set_defaults(**defaults)
     if "--config" in args:
         at = args.index("--config")
         if at + 1 >= len(args):

@@ -42,10 +42,17 @@ def concat_inputs(batches: Sequence[dict[str, torch.Tensor]], pad_token_id: int 
     Args:
         batches: batches with the same keys (e.g. labeled and strong-view unlabeled inputs).
         pad_token_id: padding for ``input_ids``; other 2-D inputs (attention masks, token types) pad with 0.
+            A batch without ``token_type_ids`` (e.g. precomputed strong views) gets zeros; other keys must be
+            in every batch to be kept.
     """
     merged = {}
     for key in batches[0]:
-        tensors = [b[key] for b in batches]
+        if key == "token_type_ids" and "input_ids" in batches[0]:
+            tensors = [b.get(key, torch.zeros_like(b["input_ids"])) for b in batches]
+        elif all(key in b for b in batches):
+            tensors = [b[key] for b in batches]
+        else:
+            continue
         if tensors[0].dim() == 2:
             width = max(t.shape[1] for t in tensors)
             value = pad_token_id if key == "input_ids" else 0

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features
+from datasets import Array2D, Array3D, ClassLabel, Dataset, DatasetDict, Features
 
 from .assets import extract_asset
 
 __all__ = [
     "FASHION_MNIST_CLASSES", "FASHION_MNIST_ROOT", "MNIST_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "read_idx",
-    "load_fashion_mnist", "load_mnist_5k", "image_array", "to_pixel_values",
+    "load_fashion_mnist", "load_mnist_5k", "image_array", "to_pixel_values", "pixel_dataset",
 ]
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -178,3 +178,31 @@ def to_pixel_values(images: np.ndarray | torch.Tensor | Sequence[np.ndarray], si
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return ((batch - mean_t) / std_t).contiguous()
+
+
+def pixel_dataset(dataset: Dataset, size: int = 56, image_column: str = "image", batch_size: int = 1000) -> Dataset:
+    """A dataset of model-ready ``pixel_values`` (torch format) from a grayscale image dataset.
+
+    Label columns (``label``, ``labels``) and the hidden truth column ``ssl_truth`` are kept; other
+    columns are dropped.
+
+    Args:
+        dataset: rows with an ``Array2D`` / array image column (e.g. a split of `load_fashion_mnist`).
+        size: output side, a multiple of 14 (see `to_pixel_values`).
+        image_column: the image column.
+        batch_size: images converted at a time.
+    """
+    if image_column not in dataset.column_names:
+        raise ValueError(f"Column {image_column!r} not found (the dataset has {dataset.column_names}); "
+                         f"pass image_column= naming the image column.")
+    keep = [c for c in ("label", "labels", "ssl_truth") if c in dataset.column_names]
+
+    def convert(batch: dict) -> dict:
+        values = to_pixel_values(np.asarray(batch[image_column]), size=size).numpy()
+        return {"pixel_values": list(values), **{c: batch[c] for c in keep}}
+
+    features = Features({"pixel_values": Array3D(shape=(3, size, size), dtype="float32"),
+                         **{c: dataset.features[c] for c in keep}})
+    converted = dataset.map(convert, batched=True, batch_size=batch_size, remove_columns=dataset.column_names,
+                            features=features)
+    return converted.with_format("torch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -50,3 +51,14 @@ class SSLConfig(TrainingArguments):
     def unlabeled_batch_size(self) -> int:
         """Per-device size of an unlabeled batch: round(μ × per_device_train_batch_size), at least 1."""
         return max(1, round(self.unlabeled_batch_ratio * self.per_device_train_batch_size))
+
+
+def labeled_only_config(config: SSLConfig, **changes: object) -> SSLConfig:
+    """A plain `SSLConfig` with the same `TrainingArguments` as ``config`` (for a labeled-only baseline).
+
+    Args:
+        config: any hf_ssl config.
+        **changes: fields to override (e.g. ``output_dir``).
+    """
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(SSLConfig) if f.init}
+    return SSLConfig(**(values | changes))

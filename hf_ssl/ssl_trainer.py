@@ -27,7 +27,7 @@ from .peft_utils import wrap_with_peft
 from .sampling import UnlabeledBatchSampler
 from .ssl_config import SSLConfig
 from .state import load_ssl_state, save_ssl_state, write_text_atomic
-from .validation import LABEL_COLUMNS, check_label_names, check_labeled_pool, check_unlabeled_pool
+from .validation import LABEL_COLUMNS, check_label_names, check_labeled_pool, check_model_inputs, check_unlabeled_pool
 
 logger = get_logger(__name__)
 
@@ -110,6 +110,8 @@ class SSLTrainer(Trainer):
                 return
             raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(self.train_dataset).__name__}.")
         labels = check_labeled_pool(self.train_dataset, self.num_labels)
+        base_config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        check_model_inputs(self.train_dataset, base_config, "train_dataset")
         self.labeled_counts = np.bincount(labels, minlength=self.num_labels)
         config = self.model.config
         self.class_names = check_label_names(self.train_dataset, getattr(config, "id2label", None))
@@ -124,6 +126,7 @@ class SSLTrainer(Trainer):
                     f"unlabeled_dataset must be a datasets.Dataset, got {type(self.unlabeled_dataset).__name__}."
                 )
             check_unlabeled_pool(self.unlabeled_dataset, self.model_input_columns(self.train_dataset))
+            check_model_inputs(self.unlabeled_dataset, base_config, "unlabeled_dataset")
 
     def _set_signature_columns_if_needed(self) -> None:
         """Keep hf_ssl's columns (pseudo-label targets, weights, row index) despite ``remove_unused_columns``."""

@@ -6,9 +6,11 @@ import re
 from collections.abc import Iterable
 
 import numpy as np
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, Value
 
-__all__ = ["label_column_of", "check_labeled_pool", "check_unlabeled_pool", "check_label_names"]
+__all__ = ["label_column_of", "check_labeled_pool", "check_unlabeled_pool", "check_label_names", "check_model_inputs",
+           "check_texts"]
 
 LABEL_COLUMNS = ("labels", "label")
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
@@ -126,3 +128,65 @@ def check_unlabeled_pool(unlabeled: Dataset, input_columns: Iterable[str], name:
                     "keep true labels of unlabeled rows for monitoring only under the truth_column "
                     "(default 'ssl_truth'), or drop the column."
                 )
+
+
+def check_model_inputs(dataset: Dataset, model_config: object, name: str) -> None:
+    """Check model inputs against the model before training: token ids inside the model's vocabulary,
+    no empty rows, and images with the channel count (and square size) the model expects.
+
+    Args:
+        dataset: a pool with model inputs (``input_ids`` or ``pixel_values``).
+        model_config: the model's config (``vocab_size``, ``num_channels``).
+        name: the argument name used in messages.
+    """
+    if "input_ids" in dataset.column_names:
+        column = dataset.with_format("arrow")[:]["input_ids"]  # Arrow: no Python objects per row
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        empty = np.flatnonzero(np.nan_to_num(lengths, nan=0) == 0)
+        if empty.size:
+            raise ValueError(
+                f"{name} has {empty.size} row(s) with empty input_ids (e.g. rows {empty[:5].tolist()}): empty or "
+                "None texts. Drop them before tokenizing, e.g. dataset.filter(lambda r: bool(r['text']))."
+            )
+        vocab = getattr(model_config, "vocab_size", None)
+        if vocab is not None:
+            largest = pc.max(pc.list_flatten(column)).as_py()
+            largest = -1 if largest is None else int(largest)
+            if largest >= vocab:
+                raise ValueError(
+                    f"{name} has token id {largest} in input_ids but the model's vocabulary has {vocab} ids: the "
+                    "tokenizer (processing_class) does not match the model. Tokenize with "
+                    "AutoTokenizer.from_pretrained(<the model's path>)."
+                )
+    if "pixel_values" in dataset.column_names and len(dataset):
+        first = np.asarray(dataset.with_format("numpy")[0]["pixel_values"])
+        channels = getattr(model_config, "num_channels", None)
+        if first.ndim != 3:
+            raise ValueError(
+                f"{name} pixel_values rows have shape {first.shape}; expected (channels, height, width). "
+                "Convert images with the model's image processor or hf_ssl.to_pixel_values."
+            )
+        if channels is not None and first.shape[0] != channels:
+            raise ValueError(
+                f"{name} pixel_values have {first.shape[0]} channel(s) but the model expects {channels}. "
+                "Convert grayscale images to RGB (hf_ssl.to_pixel_values repeats the channel) or the other way."
+            )
+
+
+def check_texts(dataset: Dataset, column: str, name: str = "dataset") -> None:
+    """Reject a missing text column and None or blank texts before tokenizing.
+
+    Args:
+        dataset: a text dataset.
+        column: the text column.
+        name: the dataset's name in messages.
+    """
+    if column not in dataset.column_names:
+        raise ValueError(f"{name} has no text column {column!r} (columns: {dataset.column_names}); "
+                         "pass --text_column naming it.")
+    bad = [i for i, text in enumerate(dataset[column]) if text is None or not str(text).strip()]
+    if bad:
+        raise ValueError(
+            f"{name} has {len(bad)} empty or None text(s) in column {column!r} (rows {bad[:5]}). Drop them first, "
+            f"e.g. dataset.filter(lambda r: bool(r[{column!r}] and r[{column!r}].strip()))."
+        )

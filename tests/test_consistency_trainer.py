@@ -77,3 +77,98 @@ def test_image_model_trains(tmp_path):
                                      train_dataset=labeled, unlabeled_dataset=unlabeled)
         trainer.train()
         assert trainer.state.global_step == 6
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(method="fixmatch", threshold_strategy="flexmatch", threshold=0.5, use_ema_teacher=True,
+         distribution_alignment=True),
+    dict(method="mixmatch", threshold_strategy="freematch", eval_with_ema=True),
+    dict(method="uda", threshold_strategy="softmatch", augment_in="collator", weak_augment="token_dropout"),
+])
+def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer, overrides):
+    labeled, unlabeled, _ = pools
+    args = config(tmp_path, save_strategy="steps", save_steps=4, full_determinism=True, **overrides)
+    first = ConsistencyTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                               processing_class=tokenizer)
+    first.train()
+    checkpoint = tmp_path / "cons" / "checkpoint-4"
+    state = torch.load(checkpoint / "ssl_state.pt", weights_only=True)
+    assert state["method"] == "consistency" and state["consistency_method"] == overrides["method"]
+    assert state["unlabeled_batches_consumed"] == 4
+    resumed = ConsistencyTrainer(model=tiny_bert(seed=3), args=args, train_dataset=labeled,
+                                 unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    a, b = params(first.model), params(resumed.model)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert first.masker.state_dict().keys() == resumed.masker.state_dict().keys()
+    for key, value in first.masker.state_dict().items():
+        if key != "strategy":
+            assert torch.allclose(value.float(), resumed.masker.state_dict()[key].float(), atol=1e-6)
+    if first.ema is not None:
+        assert all(torch.allclose(first.ema.shadow[k], resumed.ema.shadow[k], atol=1e-6) for k in first.ema.shadow)
+    assert [r["epoch"] for r in resumed.epoch_records] == [r["epoch"] for r in first.epoch_records]
+
+
+def test_hidden_truth_never_reaches_a_loss(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    permuted = unlabeled.remove_columns("ssl_truth").add_column(
+        "ssl_truth", np.random.default_rng(0).permutation(unlabeled["ssl_truth"]).tolist())
+    trained = []
+    for pool in (unlabeled, permuted):
+        trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, threshold=0.4), train_dataset=labeled,
+                                     unlabeled_dataset=pool, processing_class=tokenizer)
+        trainer.train()
+        trained.append(params(trainer.model))
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
+
+
+def test_eval_with_ema_uses_the_teacher_and_card_lists_the_method(tmp_path, pools, tokenizer):
+    labeled, unlabeled, evaluation = pools
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, method="mean_teacher", eval_with_ema=True,
+                                                                ema_decay=0.9),
+                                 train_dataset=labeled, unlabeled_dataset=unlabeled, eval_dataset=evaluation,
+                                 processing_class=tokenizer, compute_metrics=classification_metrics)
+    trainer.train()
+    with_ema = trainer.evaluate()["eval_loss"]
+    trainer.args.eval_with_ema = False
+    student = trainer.evaluate()["eval_loss"]
+    with trainer.ema.swapped_in(trainer.model):
+        manual = trainer.evaluate()["eval_loss"]
+    assert with_ema == pytest.approx(manual) and with_ema != pytest.approx(student)
+    trainer.save_model()
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(str(tmp_path / "cons" / "README.md"))
+    assert {"hf_ssl", "mean_teacher", "consistency-regularization"} <= set(card.data.tags)
+    assert "Mean teachers are better role models" in card.text
+    assert "mask rate" in card.text and "| 3 |" in card.text.replace("3.0", "3")
+
+
+def test_peft_lora_with_ema_teacher_tracks_trainable_parameters(tmp_path, pools, tokenizer):
+    from peft import LoraConfig
+
+    labeled, unlabeled, _ = pools
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, method="mean_teacher"),
+                                 train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer,
+                                 peft_config=LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"],
+                                                        task_type="SEQ_CLS"))
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert set(trainer.ema.shadow) == trainable
+    assert any("lora_A" in n for n in trainable) and any("classifier" in n for n in trainable)
+    trainer.train()
+    trainer.save_model()
+    assert (tmp_path / "cons" / "adapter_model.safetensors").exists()
+
+
+def test_remove_unused_columns_keeps_the_row_index_and_strong_views(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    strong = unlabeled.map(lambda row: {"strong_input_ids": row["input_ids"][::-1][:4] + [3],
+                                        "strong_attention_mask": [1] * 5})
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, threshold_strategy="flexmatch", threshold=0.4,
+                                                                remove_unused_columns=True),
+                                 train_dataset=labeled.add_column("junk", ["x"] * len(labeled)),
+                                 unlabeled_dataset=strong, processing_class=tokenizer)
+    trainer.train()
+    assert (trainer.masker.state["row_class"] >= 0).any()
+    batch = trainer.next_unlabeled_batch()
+    assert "strong_input_ids" in batch and batch["strong_input_ids"].shape[1] == 5

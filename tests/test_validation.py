@@ -124,3 +124,67 @@ def test_resume_from_checkpoint_of_another_method(tmp_path, pools):
     with pytest.raises(ValueError, match="fixmatch"):
         trainer.train(resume_from_checkpoint=folder)
     assert not os.path.exists(tmp_path / "out" / "checkpoint-round-0")
+
+
+# ----------------------------------------------------------------------------- model inputs (every trainer)
+def test_empty_text_rows_rejected(tmp_path, pools):
+    labeled, unlabeled, _ = pools
+    emptied = unlabeled.map(lambda row, i: {"input_ids": [] if i == 3 else row["input_ids"]}, with_indices=True)
+    with pytest.raises(ValueError, match=r"unlabeled_dataset has 1 row\(s\) with empty input_ids.*\[3\]"):
+        build(tmp_path, labeled, emptied)
+
+
+def test_tokenizer_that_does_not_match_the_model(tmp_path, pools):
+    labeled, unlabeled, _ = pools
+    shifted = labeled.map(lambda row: {"input_ids": [i + 100 for i in row["input_ids"]]})
+    with pytest.raises(ValueError, match="processing_class.*does not match the model"):
+        build(tmp_path, shifted, unlabeled)
+
+
+def test_images_with_the_wrong_number_of_channels(tmp_path):
+    import numpy as np
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from hf_ssl import ConsistencyConfig, ConsistencyTrainer
+
+    vit = ViTForImageClassification(ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                              num_attention_heads=2, intermediate_size=32, num_labels=2))
+    gray = np.zeros((4, 1, 16, 16), dtype=np.float32).tolist()
+    labeled = Dataset.from_dict({"pixel_values": gray, "label": [0, 1, 0, 1]})
+    unlabeled = Dataset.from_dict({"pixel_values": gray})
+    with pytest.raises(ValueError, match="pixel_values have 1 channel.*expects 3"):
+        ConsistencyTrainer(model=vit, args=ConsistencyConfig(output_dir=str(tmp_path), report_to="none"),
+                           train_dataset=labeled, unlabeled_dataset=unlabeled)
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+@pytest.mark.parametrize("texts", [["a b", None, "c"], ["a b", "   ", "c"]])
+def test_none_or_blank_texts_rejected_before_tokenizing(texts):
+    from hf_ssl.validation import check_texts
+
+    with pytest.raises(ValueError, match=r"empty or None text\(s\) in column 'text' \(rows \[1\]\)"):
+        check_texts(Dataset.from_dict({"text": texts}), "text", "train")
+    with pytest.raises(ValueError, match="--text_column"):
+        check_texts(Dataset.from_dict({"body": ["x"]}), "text", "train")
+
+
+def test_consistency_trainer_without_tokenizer_or_augmenter(tmp_path, pools):
+    from hf_ssl import ConsistencyConfig, ConsistencyTrainer
+
+    labeled, unlabeled, _ = pools
+    with pytest.raises(ValueError, match="processing_class=tokenizer"):
+        ConsistencyTrainer(model=tiny_bert(), args=ConsistencyConfig(output_dir=str(tmp_path), report_to="none"),
+                           train_dataset=labeled, unlabeled_dataset=unlabeled)
+
+
+def test_consistency_resume_with_another_method(tmp_path, pools, tokenizer):
+    from hf_ssl import ConsistencyConfig, ConsistencyTrainer
+
+    labeled, unlabeled, _ = pools
+    folder = str(tmp_path / "other")
+    save_ssl_state(folder, {"method": "consistency", "consistency_method": "uda", "unlabeled_batches_consumed": 0})
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=ConsistencyConfig(output_dir=str(tmp_path / "o"),
+                                                                           report_to="none", use_cpu=True),
+                                 train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="'uda' run but method is 'fixmatch'"):
+        trainer.train(resume_from_checkpoint=folder)

@@ -1,0 +1,93 @@
+"""Speed of the batched `ImageAugmenter` views against the same pipeline applied one image at a time in a Python
+loop, on one random batch of normalised (n, 3, size, size) images: the strong view (`strong_tensor` against
+`strong_per_sample`) and the weak view (`weak_tensor` on the batch against `weak_tensor` per image). One warm-up
+call each, then the median of --repeats timed calls (alternating the order); the target is per-sample/batched
+>= 5 for the strong view.
+
+    python bench/augment_speed.py --n 64 --size 56 --out bench/results/augment_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import kornia
+import torch
+
+from hf_ssl.image_augment import ImageAugmenter
+from hf_ssl.image_data import IMAGENET_MEAN, IMAGENET_STD
+
+
+def time_calls(fns: dict[str, Callable[[], torch.Tensor]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each function: one warm-up call each, then ``repeats`` rounds in alternating order.
+
+    Args:
+        fns: the functions to time, by name.
+        repeats: timed calls per function.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns.items())
+    for rep in range(repeats):
+        for name, fn in order if rep % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=64, help="images per batch")
+    parser.add_argument("--size", type=int, default=56, help="image height and width")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench/results/augment_speed.json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(args.seed)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    images = (torch.rand(args.n, 3, args.size, args.size) - mean) / std
+    augmenter = ImageAugmenter()
+    fns = {
+        "strong_batched": lambda: augmenter.strong_tensor(images),
+        "strong_per_sample": lambda: augmenter.strong_per_sample(images),
+        "weak_batched": lambda: augmenter.weak_tensor(images),
+        "weak_per_sample": lambda: torch.cat([augmenter.weak_tensor(images[i:i + 1]) for i in range(args.n)]),
+    }
+    times = time_calls(fns, args.repeats)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    ratios = {view: median[f"{view}_per_sample"] / median[f"{view}_batched"] for view in ("strong", "weak")}
+    report = {
+        "setting": vars(args), "augmenter": repr(augmenter), "torch_threads": torch.get_num_threads(),
+        "seconds": times, "median_seconds": median,
+        "images_per_second": {name: args.n / t for name, t in median.items()},
+        "ratio_per_sample_over_batched": ratios, "target_strong_ratio_ge_5": ratios["strong"] >= 5,
+        "platform": {"python": platform.python_version(), "machine": platform.machine(), "torch": torch.__version__,
+                     "kornia": kornia.__version__},
+    }
+    print(f"batch {args.n} x 3 x {args.size} x {args.size}, torch threads {torch.get_num_threads()}, "
+          f"kornia {kornia.__version__}")
+    for name in fns:
+        print(f"{name:<18} median {1000 * median[name]:8.2f} ms  {args.n / median[name]:9.1f} images/s")
+    for view, ratio in ratios.items():
+        print(f"{view} per-sample/batched: {ratio:.1f}x")
+    print(f"strong target >= 5x: {'met' if ratios['strong'] >= 5 else 'MISSED'}")
+    Path(os.path.dirname(args.out) or ".").mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

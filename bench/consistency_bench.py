@@ -1,0 +1,182 @@
+"""Labeled-only fine-tuning vs every consistency method, over seeds, on R8 (MiniLM) or Fashion-MNIST (DINOv2-S).
+
+Every arm trains the same model with the same optimizer, schedule, epochs over the labeled pool and
+labeled batch size; consistency arms add μ× unlabeled rows per step. ``full_label`` fine-tunes on the
+whole training split (the ceiling of the "gap closed" figure). Results are appended to ``--out`` after
+every run, and runs already there are skipped, so the script can be stopped and restarted.
+
+    python bench/consistency_bench.py --dataset r8 --seeds 0 1 2
+    python bench/consistency_bench.py --dataset fashion_mnist --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
+
+from hf_ssl import (ConsistencyConfig, ConsistencyTrainer, SSLConfig, SSLTrainer, dinov2_path, load_fashion_mnist,
+                    load_text_dataset, minilm_path, sample_per_class, to_pixel_values)
+from hf_ssl.image_data import image_array
+from hf_ssl.metrics import classification_metrics
+
+ARMS = ("labeled_only", "fixmatch", "uda", "mean_teacher", "pi_model", "mixmatch", "full_label")
+
+
+def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Dataset, Dataset, list[str], object]:
+    """(labeled, unlabeled, test, full train, class names, processing class) for one seed."""
+    max_unlabeled = None if args.max_unlabeled < 0 else args.max_unlabeled
+    if args.dataset == "r8":
+        raw = load_text_dataset("reuters-r8")
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+
+        def tokenize(batch):
+            return tokenizer(batch["text"], truncation=True, max_length=args.max_length)
+
+        labeled, unlabeled = sample_per_class(raw["train"], args.labels_per_class, seed=seed,
+                                              max_unlabeled=max_unlabeled)
+        test = raw["test"] if args.test_rows < 0 else raw["test"].shuffle(seed=1234).select(range(args.test_rows))
+        out = [d.map(tokenize, batched=True, remove_columns=["text"]) for d in (labeled, unlabeled, test, raw["train"])]
+        return (*out, raw["train"].features["label"].names, tokenizer)
+    raw = load_fashion_mnist()
+    train = raw["train"].shuffle(seed=seed).select(range(args.train_subset))
+    labeled, unlabeled = sample_per_class(train, args.labels_per_class, seed=seed, max_unlabeled=max_unlabeled)
+    test = raw["test"].shuffle(seed=1234).select(range(args.test_rows if args.test_rows > 0 else len(raw["test"])))
+
+    def pixels(d: Dataset) -> Dataset:
+        values = to_pixel_values(image_array(d), size=args.image_size).numpy()
+        columns = {"pixel_values": list(values), "label": d["label"]}
+        if "ssl_truth" in d.column_names:
+            columns["ssl_truth"] = d["ssl_truth"]
+        return Dataset.from_dict(columns).with_format("torch")
+
+    out = [pixels(d.remove_columns([c for c in d.column_names if c not in ("image", "label", "ssl_truth")]))
+           for d in (labeled, unlabeled, test, train)]
+    out[1] = out[1].remove_columns("label") if "label" in out[1].column_names else out[1]
+    return (*out, raw["train"].features["label"].names, None)
+
+
+def new_model(args: argparse.Namespace, names: list[str]):
+    extra = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    if args.dataset == "r8":
+        return AutoModelForSequenceClassification.from_pretrained(minilm_path(), **extra)
+    return AutoModelForImageClassification.from_pretrained(dinov2_path(), **extra)
+
+
+def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
+    labeled, unlabeled, test, full, names, processor = pools(args, seed)
+    torch.manual_seed(seed)
+    model = new_model(args, names)
+    common = dict(output_dir=os.path.join(args.workdir, f"{args.dataset}-{arm}-{seed}"), seed=seed, report_to="none",
+                  save_strategy="no", disable_tqdm=True, per_device_train_batch_size=args.batch_size,
+                  learning_rate=args.learning_rate, num_train_epochs=args.epochs, logging_steps=10,
+                  per_device_eval_batch_size=64, lr_scheduler_type="linear", warmup_steps=0)
+    kwargs = dict(model=model, eval_dataset=test, processing_class=processor, compute_metrics=classification_metrics)
+    if arm == "labeled_only":
+        trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=labeled, **kwargs)
+    elif arm == "full_label":
+        common.update(num_train_epochs=args.full_epochs, learning_rate=args.full_learning_rate,
+                      per_device_train_batch_size=32)
+        trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=full, **kwargs)
+    else:
+        overrides = json.loads(args.config).get(arm, {})
+        config = ConsistencyConfig(**common, method=arm, unlabeled_batch_ratio=args.mu,
+                                   **{**json.loads(args.config).get("all", {}), **overrides})
+        trainer = ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
+    start = time.time()
+    trainer.train()
+    seconds = time.time() - start
+    metrics = trainer.evaluate()
+    result = {"arm": arm, "seed": seed, "accuracy": metrics["eval_accuracy"], "macro_f1": metrics.get("eval_macro_f1"),
+              "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
+              "labeled": len(labeled) if arm != "full_label" else len(full), "unlabeled": len(unlabeled),
+              "test": len(test)}
+    if isinstance(trainer, ConsistencyTrainer):
+        result["config"] = {k: getattr(trainer.args, k) for k in (
+            "threshold_strategy", "threshold", "temperature", "consistency_loss", "use_ema_teacher",
+            "unlabeled_batch_ratio", "unlabeled_loss_weight", "distribution_alignment")}
+        result["epoch_records"] = trainer.epoch_records
+    print(json.dumps({k: v for k, v in result.items() if k != "epoch_records"}), flush=True)
+    return result
+
+
+def summarise(report: dict) -> None:
+    """Per-arm mean/min/max, gain over labeled-only, and the fraction of the gap to full-label closed."""
+    by_arm: dict[str, dict[int, float]] = {}
+    for r in report["runs"]:
+        by_arm.setdefault(r["arm"], {})[r["seed"]] = r["accuracy"]
+    base = by_arm.get("labeled_only", {})
+    full = statistics.mean(by_arm["full_label"].values()) if by_arm.get("full_label") else None
+    table = {}
+    for arm, accs in by_arm.items():
+        values = list(accs.values())
+        row = {"mean": statistics.mean(values), "min": min(values), "max": max(values), "seeds": sorted(accs)}
+        shared = [s for s in accs if s in base]
+        if arm not in ("labeled_only", "full_label") and shared:
+            gains = [accs[s] - base[s] for s in shared]
+            row["gain_mean"] = statistics.mean(gains)
+            row["worst_gain"] = min(gains)
+            if full is not None:
+                base_mean = statistics.mean(base[s] for s in shared)
+                row["gap_closed"] = (statistics.mean(accs[s] for s in shared) - base_mean) / (full - base_mean)
+        table[arm] = row
+        extra = "".join(f"  {k} {row[k]:+.4f}" for k in ("gain_mean", "worst_gain", "gap_closed") if k in row)
+        print(f"{arm:>13}: mean {row['mean']:.4f} min {row['min']:.4f} max {row['max']:.4f} seeds {row['seeds']}{extra}")
+    report["summary"] = table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("r8", "fashion_mnist"), default="r8")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS[:-1]), choices=ARMS)
+    parser.add_argument("--labels_per_class", type=int, default=None, help="default 5 (r8) / 4 (fashion_mnist)")
+    parser.add_argument("--max_unlabeled", type=int, default=1500)
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--image_size", type=int, default=56)
+    parser.add_argument("--train_subset", type=int, default=6000, help="fashion_mnist: training rows drawn from")
+    parser.add_argument("--test_rows", type=int, default=-1, help="-1: full test split (r8); fashion_mnist 2000")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--epochs", type=float, default=30)
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--full_epochs", type=float, default=2)
+    parser.add_argument("--full_learning_rate", type=float, default=5e-5)
+    parser.add_argument("--mu", type=float, default=1.0)
+    parser.add_argument("--config", default="{}", help='JSON {"all": {...}, "<method>": {...}} config overrides')
+    parser.add_argument("--workdir", default="/tmp/hf_ssl_bench")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.labels_per_class is None:
+        args.labels_per_class = 5 if args.dataset == "r8" else 4
+    if args.dataset == "fashion_mnist" and args.test_rows < 0:
+        args.test_rows = 2000
+    args.out = args.out or f"bench/results/consistency_{args.dataset}.json"
+    report = {"setting": {}, "runs": []}
+    if os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as handle:
+            report = json.load(handle)
+    report["setting"] = {k: v for k, v in vars(args).items() if k not in ("seeds", "arms")}
+    report["torch_threads"] = torch.get_num_threads()
+    done = {(r["arm"], r["seed"]) for r in report["runs"]}
+    for seed in args.seeds:
+        for arm in args.arms:
+            if (arm, seed) in done or (arm == "full_label" and seed != args.seeds[0]):
+                continue
+            report["runs"].append(run(arm, seed, args))
+            summarise(report)
+            tmp = f"{args.out}.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=2, default=str)
+            os.replace(tmp, args.out)
+    summarise(report)
+
+
+if __name__ == "__main__":
+    main()
