@@ -155,8 +155,9 @@ class ConsistencyTrainer(SSLTrainer):
             batch = make_views(batch, self.augmenter, self.num_weak_views, config.strong_view_prefix,
                                (*SSL_COLUMNS, config.truth_column))
         probs = self._weak_view_probs(model, batch["weak"])
-        weights = self.masker(self._gather(probs), self._gather(batch["ssl_index"]))
-        weights = weights[self._local_rows(probs.shape[0])].to(probs.device)
+        all_probs = self._gather(probs)  # every process keeps the same threshold state
+        all_weights = self.masker(all_probs, self._gather(batch["ssl_index"])).to(probs.device)
+        weights = all_weights[self._local_rows(probs.shape[0])]
         if config.method == "mixmatch":
             labeled_loss, unlabeled_loss, outputs = self._mixmatch(model, inputs, labels, batch["weak"], probs, weights)
             student_logits = None
@@ -177,7 +178,9 @@ class ConsistencyTrainer(SSLTrainer):
         loss = labeled_loss + lam * unlabeled_loss
         if config.entropy_weight > 0 and student_logits is not None:
             loss = loss + config.entropy_weight * entropy_loss(student_logits)
-        self._record(labeled_loss, unlabeled_loss, lam, probs, weights, batch.get(config.truth_column))
+        truth = batch.get(config.truth_column)
+        self._record(labeled_loss, unlabeled_loss, lam, all_probs, all_weights,
+                     None if truth is None else self._gather(truth))
         return (loss, outputs) if return_outputs else loss
 
     def _weak_view_probs(self, model: Any, weak_views: list[dict[str, Any]]) -> torch.Tensor:
@@ -247,10 +250,12 @@ class ConsistencyTrainer(SSLTrainer):
         if truth is not None and float(weights.sum()) > 0:  # accuracy of the pseudo-labels that counted
             correct = (probs.argmax(dim=-1) == truth).float()
             stats["pseudo_label_accuracy"] = (correct * weights).sum() / weights.sum()
+        # probs, weights and truth are already gathered over processes: the condition above is the same on
+        # every rank, so every rank records (and gathers) the same metrics.
         for name, value in stats.items():
-            self.record_metric(name, value)
+            mean = self.record_metric(name, value)
             total, count = self._epoch_sums.get(name, (0.0, 0))
-            self._epoch_sums[name] = (total + float(value), count + 1)
+            self._epoch_sums[name] = (total + mean, count + 1)
 
     def close_epoch_record(self, epoch: float) -> None:
         """Turn the sums of the finished epoch into a record (called at each epoch end)."""

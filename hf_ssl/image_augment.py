@@ -1,15 +1,12 @@
 """Batched weak and strong augmentation of normalised ``pixel_values`` for consistency regularization (FixMatch).
 
-The weak view is a random horizontal flip plus a reflect-pad-and-crop (a random translation by at most
-``crop_padding`` of each side). The strong view is the weak view, then RandAugment (``randaugment_n`` distinct
-operations drawn per image at magnitude ``randaugment_m`` out of 30), then cutout (one gray square per image).
-
-Everything runs on whole (n, 3, H, W) batches on the tensor's own device, with kornia for equalize and grayscale
-and ``F.grid_sample`` for the affine warps, and every random number drawn from the global torch RNG, so
-``torch.manual_seed`` (or a Trainer checkpoint restoring the RNG states) reproduces the views. The colour
-operations work on [0, 1] images: the strong view denormalises with ``mean``/``std``, augments, clamps to
-[0, 1] and normalises again. ``kornia.augmentation.auto.RandAugment`` is not used because it draws one set of
-operations for the whole batch, where RandAugment draws them per image.
+Weak view: random horizontal flip + reflect-pad-and-crop. Strong view: the weak view, then RandAugment
+(``randaugment_n`` distinct operations drawn per image at magnitude ``randaugment_m`` of 30), then cutout (one gray
+square per image). Everything runs on whole (n, 3, H, W) batches on the tensor's device (kornia for equalize and
+grayscale, ``F.grid_sample`` for the warps) with random numbers from the global torch RNG, so ``torch.manual_seed``
+or a Trainer checkpoint's RNG states reproduce the views. Colour operations see [0, 1] images: the strong view
+denormalises with ``mean``/``std``, augments, clamps and renormalises. ``kornia.augmentation.auto.RandAugment`` is
+not used: it draws one set of operations for the whole batch rather than per image, and needs n >= 1, 0 < m < 30.
 """
 
 from __future__ import annotations
@@ -32,8 +29,8 @@ RANDAUGMENT_OPS = _COLOUR_OPS + _GEOMETRIC_OPS
 """The RandAugment operations, drawn uniformly (each at most once per image). At magnitude m, with v = m / 30 and a
 random sign s per image: brightness, color, contrast and sharpness blend with factor 1 + 0.9 s v (as PIL's
 ImageEnhance), posterize keeps 8 - int(4 v) bits, solarize inverts values above 1 - v, rotate turns by 30 s v
-degrees, shear_x/shear_y shear by 0.3 s v, translate_x/translate_y shift by 0.3 s v of the side (gray fill);
-autocontrast and equalize have no magnitude."""
+degrees, shear_x/shear_y shear by 0.3 s v, translate_x/translate_y shift by 0.3 s v of the side (nearest sampling,
+gray fill); autocontrast and equalize have no magnitude."""
 _GRAY = 0.5
 
 
@@ -42,40 +39,36 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     return (size - 1) - ((size - 1) - index.abs()).abs()
 
 
-def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """PIL ``ImageEnhance``: ``degenerate + factor * (x - degenerate)`` with one factor per image, clamped."""
-    return (degenerate + factor.view(-1, 1, 1, 1) * (x - degenerate)).clamp(0.0, 1.0)
-
-
 def _colour_op(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> torch.Tensor:
     """Apply one colour operation to [0, 1] images; ``level`` in [0, 1], ``sign`` is +-1 per image."""
-    factor = 1.0 + 0.9 * level * sign
     if name == "autocontrast":
         low, high = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
         spread = high > low  # a constant channel is left alone; torch.where on whole images is slow on CPU
         return (x - low * spread) / torch.where(spread, high - low, 1.0)
     if name == "equalize":
         return kornia.enhance.equalize(x)
-    if name == "brightness":
-        return _blend(torch.zeros_like(x), x, factor)
-    if name == "color":
-        return _blend(kornia.color.rgb_to_grayscale(x).expand_as(x), x, factor)
-    if name == "contrast":
-        return _blend(kornia.color.rgb_to_grayscale(x).mean(dim=(1, 2, 3), keepdim=True), x, factor)
-    if name == "sharpness":
-        if min(x.shape[-2:]) < 3:
-            return x
-        # PIL's smoothing kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 inside, the image itself on the border.
-        rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
-        degenerate = x.clone()
-        degenerate[..., 1:-1, 1:-1] = (rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:] + 4 * x[..., 1:-1, 1:-1]) / 13
-        return _blend(degenerate, x, factor)
     if name == "posterize":
         step = 2 ** int(4 * level)  # keep 8 - int(4 v) bits of each 8-bit value, as kornia.enhance.posterize
         return x.mul(255 / step).floor_().mul_(step / 255) if step > 1 else x
     if name == "solarize":
         return torch.lerp(x, 1.0 - x, (x > 1.0 - level).to(x.dtype))
-    raise ValueError(f"Unknown colour operation {name!r}")
+    if name == "sharpness" and min(x.shape[-2:]) < 3:
+        return x  # PIL's smoothing needs an interior
+    # PIL's ImageEnhance: blend with a degenerate image, degenerate + factor * (x - degenerate), clamped.
+    factor = (sign * (0.9 * level) + 1.0).view(-1, 1, 1, 1)
+    if name == "brightness":
+        return (x * factor).clamp_(0.0, 1.0)
+    if name == "color":
+        degenerate = kornia.color.rgb_to_grayscale(x)
+    elif name == "contrast":
+        degenerate = kornia.color.rgb_to_grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    elif name == "sharpness":  # PIL's smoothing kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, not on the border
+        rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+        degenerate = x.clone()
+        degenerate[..., 1:-1, 1:-1] = (rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:] + 4 * x[..., 1:-1, 1:-1]) / 13
+    else:
+        raise ValueError(f"Unknown colour operation {name!r}")
+    return (degenerate + factor * (x - degenerate)).clamp_(0.0, 1.0)
 
 
 def _affine_theta(kind: torch.Tensor, level: float, sign: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -117,12 +110,12 @@ class ImageAugmenter:
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, *,
                  flip: bool = True, crop_padding: float = 0.125, randaugment_n: int = 2, randaugment_m: int = 10,
                  cutout: float = 0.5) -> None:
-        stats = {}
+        stats: dict[str, list[float]] = {"mean": [], "std": []}
         for name, values in (("mean", mean), ("std", std)):
             try:
                 stats[name] = [float(v) for v in values]
             except (TypeError, ValueError):
-                stats[name] = []
+                pass
             if len(stats[name]) != 3 or not all(math.isfinite(v) for v in stats[name]):
                 raise ValueError(f"{name} must have 3 finite values, one per RGB channel, got {values!r}; "
                                  f"pass e.g. {name}=IMAGENET_{name.upper()} from hf_ssl.image_data")
@@ -144,31 +137,19 @@ class ImageAugmenter:
         self.flip, self.crop_padding, self.cutout = bool(flip), float(crop_padding), float(cutout)
         self.randaugment_n, self.randaugment_m = int(randaugment_n), randaugment_m
 
-    def __repr__(self) -> str:
-        mean, std = ([round(v, 6) for v in t.flatten().tolist()] for t in (self.mean, self.std))
-        return (f"ImageAugmenter(mean={mean}, std={std}, "
-                f"flip={self.flip}, crop_padding={self.crop_padding}, randaugment_n={self.randaugment_n}, "
-                f"randaugment_m={self.randaugment_m}, cutout={self.cutout})")
-
     @staticmethod
     def _check(x: Any) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"pixel_values must be a torch.Tensor of shape (n, 3, H, W), got {type(x).__name__}")
-        grayscale_hint = ("convert grayscale uint8 images with hf_ssl.image_data.to_pixel_values, or repeat a "
-                          "single channel with x.repeat(1, 3, 1, 1)")
-        if x.dim() != 4:
-            hint = "add the batch dimension of a single image with x.unsqueeze(0), or " if x.dim() == 3 else ""
-            raise ValueError(f"pixel_values must be a 4-D (n, 3, H, W) tensor, got {x.dim()}-D of shape "
-                             f"{tuple(x.shape)}; {hint}{grayscale_hint}")
-        if x.shape[1] != 3:
-            raise ValueError(f"pixel_values must have 3 (RGB) channels, got {x.shape[1]} channels (shape "
-                             f"{tuple(x.shape)}); {grayscale_hint}")
+        if x.dim() != 4 or x.shape[1] != 3:
+            got = f"{x.shape[1]} channels" if x.dim() == 4 else f"a {x.dim()}-D tensor"
+            single = " (or add the batch dimension of one image with x.unsqueeze(0))" if x.dim() == 3 else ""
+            raise ValueError(f"pixel_values must be (n, 3, H, W) with 3 RGB channels, got {got} of shape "
+                             f"{tuple(x.shape)}; convert grayscale uint8 images with hf_ssl.image_data."
+                             f"to_pixel_values or repeat a single channel with x.repeat(1, 3, 1, 1){single}")
         if not x.is_floating_point():
             raise ValueError(f"pixel_values must be a floating-point tensor of normalised values, got {x.dtype}")
         return x
-
-    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
 
     def weak_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Weak view of normalised images: random horizontal flip and reflect-pad-and-crop (values unchanged).
@@ -214,25 +195,25 @@ class ImageAugmenter:
             rows = images[starts[-1]:]
             if len(rows):
                 theta = _affine_theta(op[starts[-1]:] - n_colour, level, sign[rows, slot], height, width)
-                # Warping the offset from gray with zero padding fills the uncovered area with gray.
+                # Nearest sampling, as PIL's default in FixMatch; warping the offset from gray with zero padding
+                # fills the uncovered area with gray.
                 warped = F.grid_sample(x.index_select(0, rows).sub_(_GRAY), _affine_grid(theta, height, width),
-                                       mode="bilinear", padding_mode="zeros", align_corners=False)
+                                       mode="nearest", padding_mode="zeros", align_corners=False)
                 x.index_copy_(0, rows, warped.add_(_GRAY).clamp_(0.0, 1.0))
         return x
 
     def _cutout(self, x: torch.Tensor) -> torch.Tensor:
-        """Fill one gray square of side ``round(cutout * min(H, W))`` per image, placed at random inside it."""
+        """Fill, in place, one gray square of side ``round(cutout * min(H, W))`` per image, at a random place inside."""
         n, _, height, width = x.shape
         side = round(self.cutout * min(height, width))
         if side == 0:
             return x
         top = torch.randint(0, height - side + 1, (n, 1), device=x.device)
         left = torch.randint(0, width - side + 1, (n, 1), device=x.device)
-        rows, cols = torch.arange(height, device=x.device), torch.arange(width, device=x.device)
-        inside_rows = (rows >= top) & (rows < top + side)
-        inside_cols = (cols >= left) & (cols < left + side)
-        inside = (inside_rows[:, None, :, None] & inside_cols[:, None, None, :]).to(x.dtype)
-        return x.lerp(torch.tensor(_GRAY, dtype=x.dtype, device=x.device), inside)  # exactly gray where inside
+        rows, cols = torch.arange(height, device=x.device) - top, torch.arange(width, device=x.device) - left
+        in_rows, in_cols = (((i >= 0) & (i < side)).to(x.dtype) for i in (rows, cols))
+        inside = in_rows[:, None, :, None] * in_cols[:, None, None, :]  # (n, 1, H, W), 1 inside the square
+        return x.lerp_(torch.tensor(_GRAY, dtype=x.dtype, device=x.device), inside)  # exactly gray where inside
 
     def strong_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Strong view of normalised images: the weak view, RandAugment and cutout, renormalised.
@@ -241,14 +222,13 @@ class ImageAugmenter:
             x: (n, 3, H, W) normalised pixel values; not modified.
         """
         x = self.weak_tensor(x)
-        dtype = x.dtype
-        work = x if dtype in (torch.float32, torch.float64) else x.float()
-        mean, std = self._stats(work)
-        images = torch.addcmul(mean, work, std).clamp_(0.0, 1.0)  # a new tensor: the ops below write into it
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        mean, std = self.mean.to(work.device, work.dtype), self.std.to(work.device, work.dtype)
+        images = (work * std).add_(mean).clamp_(0.0, 1.0)  # a new tensor: the ops below write into it
         if self.randaugment_n:
             images = self._randaugment(images)
         images = self._cutout(images)  # every operation keeps [0, 1]
-        return images.sub_(mean).div_(std).to(dtype)
+        return images.sub_(mean).div_(std).to(x.dtype)
 
     def strong_per_sample(self, x: torch.Tensor) -> torch.Tensor:
         """The strong view computed one image at a time in a Python loop (the reference for benchmarks).
@@ -257,9 +237,7 @@ class ImageAugmenter:
             x: (n, 3, H, W) normalised pixel values; not modified.
         """
         x = self._check(x)
-        if len(x) == 0:
-            return self.strong_tensor(x)
-        return torch.cat([self.strong_tensor(x[i:i + 1]) for i in range(len(x))])
+        return torch.cat([self.strong_tensor(x[i:i + 1]) for i in range(len(x))]) if len(x) else self.strong_tensor(x)
 
     @staticmethod
     def _replace(batch: Mapping[str, Any], fn: Any) -> dict[str, Any]:

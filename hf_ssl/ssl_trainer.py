@@ -229,13 +229,16 @@ class SSLTrainer(Trainer):
         return None
 
     # ----------------------------------------------------------------- metrics
-    def record_metric(self, name: str, value: float | torch.Tensor) -> None:
-        """Record an SSL metric for the next log line, averaged over processes and steps."""
+    def record_metric(self, name: str, value: float | torch.Tensor) -> float:
+        """Record an SSL metric for the next log line, averaged over processes and steps; returns the
+        process average."""
         mode = "train" if self.model.training else "eval"
         tensor = torch.as_tensor(value, dtype=torch.float32, device=self.args.device).detach().reshape(1)
         if self.args.world_size > 1:
             tensor = self.accelerator.gather(tensor)
-        self._ssl_metrics[mode][name].append(float(tensor.mean().item()))
+        mean = float(tensor.mean().item())
+        self._ssl_metrics[mode][name].append(mean)
+        return mean
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the averaged SSL metrics to the Trainer's log line."""

@@ -1,0 +1,42 @@
+"""Run by tests/test_multiprocess.py under `accelerate launch` (or plain python): tiny FixMatch run (FlexMatch
+thresholds, EMA teacher, distribution alignment) that writes what each rank holds to <out>/rank<i>.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from conftest import text_pool, tiny_bert  # noqa: E402
+from transformers import BertTokenizerFast  # noqa: E402
+
+from hf_ssl import ConsistencyConfig, ConsistencyTrainer, sample_per_class  # noqa: E402
+from hf_ssl.metrics import classification_metrics  # noqa: E402
+
+
+def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
+    tokenizer = BertTokenizerFast.from_pretrained(tokenizer_dir)
+    labeled, unlabeled = sample_per_class(text_pool(tokenizer, 121), k=4, seed=0)
+    evaluation = text_pool(tokenizer, 61, seed=1)
+    args = ConsistencyConfig(output_dir=out, method="fixmatch", threshold_strategy="flexmatch", threshold=0.6,
+                             use_ema_teacher=True, ema_decay=0.9, distribution_alignment=True, num_train_epochs=20,
+                             per_device_train_batch_size=batch_size, learning_rate=1e-2, report_to="none",
+                             save_strategy="no", use_cpu=True, seed=0, disable_tqdm=True)
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                 eval_dataset=evaluation, processing_class=tokenizer,
+                                 compute_metrics=classification_metrics)
+    trainer.train()
+    metrics = trainer.evaluate()
+    record = {"world_size": args.world_size, "eval_accuracy": metrics["eval_accuracy"],
+              "row_class": trainer.masker.state["row_class"].tolist(), "model_prior": trainer.model_prior.tolist(),
+              "ema_classifier": trainer.ema.shadow["classifier.weight"].flatten().tolist(),
+              "steps": trainer.state.global_step, "unlabeled_batches": trainer.unlabeled_batches_consumed,
+              "mask_rate": [r["mask_rate"] for r in trainer.epoch_records]}
+    with open(os.path.join(out, f"rank{args.process_index}.json"), "w") as handle:
+        json.dump(record, handle)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
