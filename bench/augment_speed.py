@@ -24,6 +24,8 @@ import torch
 from hf_ssl.image_augment import ImageAugmenter
 from hf_ssl.image_data import IMAGENET_MEAN, IMAGENET_STD
 
+AUGMENTER_FIELDS = ("flip", "crop_padding", "randaugment_n", "randaugment_m", "cutout")
+
 
 def time_calls(fns: dict[str, Callable[[], torch.Tensor]], repeats: int) -> dict[str, list[float]]:
     """Seconds per call of each function: one warm-up call each, then ``repeats`` rounds in alternating order.
@@ -66,11 +68,14 @@ def main() -> None:
         "weak_batched": lambda: augmenter.weak_tensor(images),
         "weak_per_sample": lambda: torch.cat([augmenter.weak_tensor(images[i:i + 1]) for i in range(args.n)]),
     }
+    load_before = os.getloadavg()[0]  # other processes on the machine slow both timings, the batched one more
     times = time_calls(fns, args.repeats)
     median = {name: statistics.median(values) for name, values in times.items()}
     ratios = {view: median[f"{view}_per_sample"] / median[f"{view}_batched"] for view in ("strong", "weak")}
     report = {
-        "setting": vars(args), "augmenter": repr(augmenter), "torch_threads": torch.get_num_threads(),
+        "setting": vars(args), "augmenter": {name: getattr(augmenter, name) for name in AUGMENTER_FIELDS},
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "seconds": times, "median_seconds": median,
         "images_per_second": {name: args.n / t for name, t in median.items()},
         "ratio_per_sample_over_batched": ratios, "target_strong_ratio_ge_5": ratios["strong"] >= 5,
@@ -78,7 +83,7 @@ def main() -> None:
                      "kornia": kornia.__version__},
     }
     print(f"batch {args.n} x 3 x {args.size} x {args.size}, torch threads {torch.get_num_threads()}, "
-          f"kornia {kornia.__version__}")
+          f"kornia {kornia.__version__}, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
     for name in fns:
         print(f"{name:<18} median {1000 * median[name]:8.2f} ms  {args.n / median[name]:9.1f} images/s")
     for view, ratio in ratios.items():

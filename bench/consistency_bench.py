@@ -17,14 +17,22 @@ import os
 import statistics
 import time
 
-import numpy as np
 import torch
 from datasets import Dataset
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_ssl import (ConsistencyConfig, ConsistencyTrainer, SSLConfig, SSLTrainer, dinov2_path, load_fashion_mnist,
-                    load_text_dataset, minilm_path, sample_per_class, to_pixel_values)
-from hf_ssl.image_data import image_array
+from hf_ssl import (
+    ConsistencyConfig,
+    ConsistencyTrainer,
+    SSLConfig,
+    SSLTrainer,
+    dinov2_path,
+    load_fashion_mnist,
+    load_text_dataset,
+    minilm_path,
+    sample_per_class,
+)
+from hf_ssl.image_data import pixel_dataset
 from hf_ssl.metrics import classification_metrics
 
 ARMS = ("labeled_only", "fixmatch", "uda", "mean_teacher", "pi_model", "mixmatch", "full_label")
@@ -50,21 +58,13 @@ def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Datase
     labeled, unlabeled = sample_per_class(train, args.labels_per_class, seed=seed, max_unlabeled=max_unlabeled)
     test = raw["test"].shuffle(seed=1234).select(range(args.test_rows if args.test_rows > 0 else len(raw["test"])))
 
-    def pixels(d: Dataset) -> Dataset:
-        values = to_pixel_values(image_array(d), size=args.image_size).numpy()
-        columns = {"pixel_values": list(values), "label": d["label"]}
-        if "ssl_truth" in d.column_names:
-            columns["ssl_truth"] = d["ssl_truth"]
-        return Dataset.from_dict(columns).with_format("torch")
-
-    out = [pixels(d.remove_columns([c for c in d.column_names if c not in ("image", "label", "ssl_truth")]))
-           for d in (labeled, unlabeled, test, train)]
-    out[1] = out[1].remove_columns("label") if "label" in out[1].column_names else out[1]
+    out = [pixel_dataset(d, size=args.image_size) for d in (labeled, unlabeled, test, train)]
     return (*out, raw["train"].features["label"].names, None)
 
 
 def new_model(args: argparse.Namespace, names: list[str]):
-    extra = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    extra = {"num_labels": len(names), "id2label": dict(enumerate(names)),
+             "label2id": {n: i for i, n in enumerate(names)}}
     if args.dataset == "r8":
         return AutoModelForSequenceClassification.from_pretrained(minilm_path(), **extra)
     return AutoModelForImageClassification.from_pretrained(dinov2_path(), **extra)
@@ -79,7 +79,12 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
                   learning_rate=args.learning_rate, num_train_epochs=args.epochs, logging_steps=10,
                   per_device_eval_batch_size=64, lr_scheduler_type="linear", warmup_steps=0)
     kwargs = dict(model=model, eval_dataset=test, processing_class=processor, compute_metrics=classification_metrics)
-    if arm == "labeled_only":
+    if arm == "labeled_only" and args.dataset == "fashion_mnist":
+        # Labeled-only with the same weak view (flip + crop) of labeled images as the consistency arms:
+        # λ = 0 and a one-row unlabeled batch that never counts.
+        config = ConsistencyConfig(**common, unlabeled_loss_weight=0.0, unlabeled_batch_ratio=1e-3, threshold=1.0)
+        trainer = ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
+    elif arm == "labeled_only":
         trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=labeled, **kwargs)
     elif arm == "full_label":
         common.update(num_train_epochs=args.full_epochs, learning_rate=args.full_learning_rate,
@@ -98,7 +103,7 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
               "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
               "labeled": len(labeled) if arm != "full_label" else len(full), "unlabeled": len(unlabeled),
               "test": len(test)}
-    if isinstance(trainer, ConsistencyTrainer):
+    if isinstance(trainer, ConsistencyTrainer) and arm != "labeled_only":
         result["config"] = {k: getattr(trainer.args, k) for k in (
             "threshold_strategy", "threshold", "temperature", "consistency_loss", "use_ema_teacher",
             "unlabeled_batch_ratio", "unlabeled_loss_weight", "distribution_alignment")}
@@ -128,7 +133,8 @@ def summarise(report: dict) -> None:
                 row["gap_closed"] = (statistics.mean(accs[s] for s in shared) - base_mean) / (full - base_mean)
         table[arm] = row
         extra = "".join(f"  {k} {row[k]:+.4f}" for k in ("gain_mean", "worst_gain", "gap_closed") if k in row)
-        print(f"{arm:>13}: mean {row['mean']:.4f} min {row['min']:.4f} max {row['max']:.4f} seeds {row['seeds']}{extra}")
+        print(f"{arm:>13}: mean {row['mean']:.4f} min {row['min']:.4f} max {row['max']:.4f} "
+              f"seeds {row['seeds']}{extra}")
     report["summary"] = table
 
 

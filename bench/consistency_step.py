@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_ssl import (ConsistencyConfig, ConsistencyTrainer, dinov2_path, load_text_dataset, minilm_path,
-                    sample_per_class)
-from hf_ssl.collators import concat_inputs
+from hf_ssl import ConsistencyConfig, ConsistencyTrainer, dinov2_path, load_text_dataset, minilm_path, sample_per_class
+from hf_ssl.collators import SSL_COLUMNS, concat_inputs, make_views
 
 
 def pools(model_name: str, n_unlabeled: int, max_length: int, image_size: int):
@@ -61,6 +60,50 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
+def measure(args: argparse.Namespace, model, tokenizer, labeled, unlabeled, placement: str, workers: int) -> dict:
+    """Median times of the SSL step and of the raw step on the same tensors, measured alternately."""
+    config = ConsistencyConfig(output_dir="/tmp/hf_ssl_step", report_to="none", use_cpu=True, seed=0,
+                               per_device_train_batch_size=args.batch_size, unlabeled_batch_ratio=args.mu,
+                               method=args.method, threshold_strategy=args.threshold_strategy,
+                               augment_in=placement, dataloader_num_workers=workers, distribution_alignment=True)
+    trainer = ConsistencyTrainer(model=model, args=config, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                 processing_class=tokenizer)
+    trainer.create_optimizer_and_scheduler(num_training_steps=1000)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop otherwise
+    model.train()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    # Fixed views for the raw step (same shapes as the SSL step's).
+    views = trainer.next_unlabeled_batch()
+    if "weak" not in views:
+        views = make_views(views, trainer.augmenter, 1, "strong_", (*SSL_COLUMNS, "ssl_truth"))
+    labeled_inputs = {k: v for k, v in batch.items() if k not in ("labels", "ssl_index", "ssl_truth")}
+    labels = batch["labels"]
+    pad = trainer._pad_token_id()
+
+    def raw_step():
+        with torch.no_grad():
+            model(**views["weak"][0])
+        merged = concat_inputs([labeled_inputs, views["strong"]], pad)
+        logits = model(**merged).logits
+        n = labels.shape[0]
+        loss = F.cross_entropy(logits[:n], labels) + F.cross_entropy(logits[n:], logits[n:].argmax(-1))
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    def ssl_step():
+        trainer.training_step(model, dict(batch))
+        model.zero_grad(set_to_none=True)
+
+    raw_step(), ssl_step()  # warm-up
+    raw_times, ssl_times = [], []
+    for _ in range(args.repeats):  # alternate so that machine load affects both alike
+        raw_times += timed(raw_step, 1)
+        ssl_times += timed(ssl_step, 1)
+    result = {"raw_median_s": statistics.median(raw_times), "ssl_median_s": statistics.median(ssl_times)}
+    result["ratio"] = result["ssl_median_s"] / result["raw_median_s"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("minilm", "dinov2"), default="minilm")
@@ -78,48 +121,7 @@ def main() -> None:
     model, tokenizer, labeled, unlabeled = pools(args.model, 400, args.max_length, args.image_size)
     report = {"setting": vars(args), "torch_threads": torch.get_num_threads()}
     for placement, workers in (("step", 0), ("collator", 0), ("collator", 1)):
-        config = ConsistencyConfig(output_dir="/tmp/hf_ssl_step", report_to="none", use_cpu=True, seed=0,
-                                   per_device_train_batch_size=args.batch_size, unlabeled_batch_ratio=args.mu,
-                                   method=args.method, threshold_strategy=args.threshold_strategy,
-                                   augment_in=placement, dataloader_num_workers=workers, distribution_alignment=True)
-        trainer = ConsistencyTrainer(model=model, args=config, train_dataset=labeled, unlabeled_dataset=unlabeled,
-                                     processing_class=tokenizer)
-        trainer.create_optimizer_and_scheduler(num_training_steps=1000)
-        trainer.current_gradient_accumulation_steps = 1  # set by the training loop otherwise
-        model.train()
-        batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
-        # Fixed views for the raw step (same shapes as the SSL step's).
-        raw_unlabeled = trainer.next_unlabeled_batch()
-        views = raw_unlabeled if "weak" in raw_unlabeled else None
-        if views is None:
-            from hf_ssl.collators import SSL_COLUMNS, make_views
-
-            views = make_views(raw_unlabeled, trainer.augmenter, 1, "strong_", (*SSL_COLUMNS, "ssl_truth"))
-        labeled_inputs = {k: v for k, v in batch.items() if k not in ("labels", "ssl_index", "ssl_truth")}
-        labels = batch["labels"]
-        pad = trainer._pad_token_id()
-
-        def raw_step():
-            with torch.no_grad():
-                model(**views["weak"][0])
-            merged = concat_inputs([labeled_inputs, views["strong"]], pad)
-            logits = model(**merged).logits
-            n = labels.shape[0]
-            loss = F.cross_entropy(logits[:n], labels) + F.cross_entropy(logits[n:], logits[n:].argmax(-1))
-            loss.backward()
-            model.zero_grad(set_to_none=True)
-
-        def ssl_step():
-            trainer.training_step(model, dict(batch))
-            model.zero_grad(set_to_none=True)
-
-        raw_step(), ssl_step()  # warm-up
-        raw_times, ssl_times = [], []
-        for _ in range(args.repeats):  # alternate so that machine load affects both alike
-            raw_times += timed(raw_step, 1)
-            ssl_times += timed(ssl_step, 1)
-        result = {"raw_median_s": statistics.median(raw_times), "ssl_median_s": statistics.median(ssl_times)}
-        result["ratio"] = result["ssl_median_s"] / result["raw_median_s"]
+        result = measure(args, model, tokenizer, labeled, unlabeled, placement, workers)
         report[f"augment_in={placement},workers={workers}"] = result
         print(f"augment_in={placement:<8} workers={workers}: raw {result['raw_median_s']:.3f}s  "
               f"ssl {result['ssl_median_s']:.3f}s  ratio {result['ratio']:.3f}", flush=True)

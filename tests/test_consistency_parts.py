@@ -15,8 +15,16 @@ from hf_ssl.consistency_config import ConsistencyConfig
 from hf_ssl.ema import EMATeacher
 from hf_ssl.losses import align_distribution, consistency_loss, entropy_loss, mixup, sharpen
 from hf_ssl.text_augment import TextAugmenter
-from hf_ssl.thresholds import (ConfidenceMasker, fixed_mask, flexmatch_thresholds, flexmatch_update,
-                               freematch_thresholds, freematch_update, softmatch_update, softmatch_weights)
+from hf_ssl.thresholds import (
+    ConfidenceMasker,
+    fixed_mask,
+    flexmatch_thresholds,
+    flexmatch_update,
+    freematch_thresholds,
+    freematch_update,
+    softmatch_update,
+    softmatch_weights,
+)
 
 
 def probs_with_confidence(confidence: float, n: int = 8, classes: int = 4, top: int = 0) -> torch.Tensor:
@@ -109,8 +117,8 @@ def test_freematch_threshold_moves_with_confidence():
 def test_softmatch_weights_truncated_gaussian():
     mean, var = torch.tensor(0.25), torch.tensor(1.0)
     for _ in range(100):
-        mean, var = softmatch_update(mean, var, torch.cat([probs_with_confidence(0.9, 4), probs_with_confidence(0.5, 4)]),
-                                     0.9)
+        batch = torch.cat([probs_with_confidence(0.9, 4), probs_with_confidence(0.5, 4)])
+        mean, var = softmatch_update(mean, var, batch, 0.9)
     assert 0.65 < mean < 0.75
     w = softmatch_weights(torch.cat([probs_with_confidence(0.95, 1), probs_with_confidence(0.6, 1),
                                      probs_with_confidence(0.3, 1)]), mean, var)
