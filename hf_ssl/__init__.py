@@ -8,7 +8,6 @@ from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
 from .dinov2 import dinov2_path
 from .ema import EMATeacher
 from .embeddings import encode
-from .image_augment import ImageAugmenter
 from .image_data import load_fashion_mnist, load_mnist_5k, to_pixel_values
 from .label_propagation_config import LabelPropagationConfig
 from .label_propagation_trainer import LabelPropagationTrainer
@@ -22,6 +21,15 @@ from .ssl_trainer import SSLTrainer
 from .text_augment import TextAugmenter
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`ImageAugmenter` is imported on first use: it needs kornia (the ``vision`` extra)."""
+    if name == "ImageAugmenter":
+        from .image_augment import ImageAugmenter
+
+        return ImageAugmenter
+    raise AttributeError(f"module 'hf_ssl' has no attribute {name!r}")
 
 __all__ = [
     "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "SSLDataCollator",

@@ -15,7 +15,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import kornia
+try:
+    import kornia
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("hf_ssl's image augmentations need kornia: pip install 'hf-ssl[vision]' (or kornia).") from error
 import torch
 import torch.nn.functional as F
 
