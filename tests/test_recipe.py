@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,22 @@ def test_labelprop_recipe_selects_propagates_and_exports(tmp_path):
     assert set(exported.column_names) >= {"text", "label", "confidence", "source"}
     # propagation from 16 k-means representatives does far better than chance on R8's 8 classes
     assert summary["propagated_accuracy_vs_held_back_labels"] > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe,flags", [
+    ("text_consistency.py", ["--max_unlabeled", "40", "--max_eval", "40", "--method", "uda"]),
+    ("image_fixmatch.py", ["--dataset", "mnist-5k", "--max_unlabeled", "40", "--max_eval", "40",
+                           "--threshold_strategy", "flexmatch"]),
+])
+def test_consistency_recipes_run_offline_and_save_model_and_card(tmp_path, recipe, flags):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / recipe), "--output_dir", str(out), "--num_train_epochs", "1",
+         "--baseline", "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", *flags],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labeled"] > 0 and summary["unlabeled"] == 40 and summary["test"] == 40
+    assert 0 <= summary["accuracy"] <= 1 and 0 <= summary["labeled_only_accuracy"] <= 1
+    assert (out / "model.safetensors").exists() and "hf_ssl" in (out / "README.md").read_text()
