@@ -137,3 +137,54 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
         parser.set_defaults(**defaults)
         del args[at:at + 2]
     return parser.parse_args_into_dataclasses(args=args)
+
+
+def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled: Any, test: Any, processor: Any,
+                           peft_config: Any, baseline: bool, dataset_name: str) -> dict[str, Any]:
+    """The consistency recipes' common run: optional labeled-only baseline, training, save, ``summary.json``.
+
+    Args:
+        new_model: callable returning a fresh pretrained model.
+        config: the `ConsistencyConfig`.
+        labeled: labeled pool.
+        unlabeled: unlabeled pool.
+        test: evaluation pool.
+        processor: tokenizer (text) or None (images).
+        peft_config: optional `peft.PeftConfig`.
+        baseline: also train labeled-only with the same `TrainingArguments`.
+        dataset_name: dataset name for the card.
+    """
+    import json
+    import os
+
+    from .consistency_trainer import ConsistencyTrainer
+    from .metrics import classification_metrics
+    from .ssl_config import labeled_only_config
+    from .ssl_trainer import SSLTrainer
+
+    summary: dict[str, Any] = {"labeled": len(labeled), "unlabeled": len(unlabeled), "test": len(test),
+                               "method": config.method, "threshold_strategy": config.threshold_strategy}
+    if baseline:
+        base_args = labeled_only_config(config, output_dir=os.path.join(config.output_dir, "labeled_only"),
+                                        save_strategy="no")
+        base = SSLTrainer(model=new_model(), args=base_args, train_dataset=labeled, eval_dataset=test,
+                          processing_class=processor, compute_metrics=classification_metrics, peft_config=peft_config)
+        base.train()
+        summary["labeled_only_accuracy"] = base.evaluate()["eval_accuracy"]
+    trainer = ConsistencyTrainer(model=new_model(), args=config, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                 eval_dataset=test, processing_class=processor, compute_metrics=classification_metrics,
+                                 peft_config=peft_config)
+    trainer.card_datasets = [dataset_name]
+    trainer.train()
+    final = trainer.evaluate()
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        summary["accuracy"] = final["eval_accuracy"]
+        summary["epochs"] = trainer.epoch_records
+        with open(os.path.join(config.output_dir, "summary.json"), "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+        if "labeled_only_accuracy" in summary:
+            print(f"labeled-only accuracy: {summary['labeled_only_accuracy']:.4f}")
+        print(f"{config.method} accuracy: {final['eval_accuracy']:.4f}")
+        print(f"model and card saved to {config.output_dir}")
+    return summary

@@ -14,17 +14,13 @@ training device.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 
 from transformers import AutoModelForImageClassification
 
-from hf_ssl import ConsistencyConfig, ConsistencyTrainer, SSLTrainer, dinov2_path, sample_per_class
-from hf_ssl.cli import PeftArguments, parse_args
+from hf_ssl import ConsistencyConfig, dinov2_path, sample_per_class
+from hf_ssl.cli import PeftArguments, parse_args, run_consistency_recipe
 from hf_ssl.image_data import load_fashion_mnist, load_mnist_5k, pixel_dataset
-from hf_ssl.metrics import classification_metrics
-from hf_ssl.ssl_config import labeled_only_config
 
 
 @dataclass
@@ -81,31 +77,8 @@ def main() -> None:
             name_or_path, num_labels=len(names), id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)}, trust_remote_code=script.trust_remote_code)
 
-    summary = {"labeled": len(labeled), "unlabeled": len(unlabeled), "test": len(test), "method": config.method,
-               "threshold_strategy": config.threshold_strategy}
-    if script.baseline:
-        base_args = labeled_only_config(config, output_dir=os.path.join(config.output_dir, "labeled_only"),
-                                        save_strategy="no")
-        baseline = SSLTrainer(model=new_model(), args=base_args, train_dataset=labeled, eval_dataset=test,
-                              compute_metrics=classification_metrics, peft_config=peft_args.peft_config(None))
-        baseline.train()
-        summary["labeled_only_accuracy"] = baseline.evaluate()["eval_accuracy"]
-    trainer = ConsistencyTrainer(model=new_model(), args=config, train_dataset=labeled, unlabeled_dataset=unlabeled,
-                                 eval_dataset=test, compute_metrics=classification_metrics,
-                                 peft_config=peft_args.peft_config(None))
-    trainer.card_datasets = [script.dataset]
-    trainer.train()
-    final = trainer.evaluate()
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        summary["accuracy"] = final["eval_accuracy"]
-        summary["epochs"] = trainer.epoch_records
-        with open(os.path.join(config.output_dir, "summary.json"), "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
-        if "labeled_only_accuracy" in summary:
-            print(f"labeled-only accuracy: {summary['labeled_only_accuracy']:.4f}")
-        print(f"{config.method} accuracy: {final['eval_accuracy']:.4f}")
-        print(f"model and card saved to {config.output_dir}")
+    run_consistency_recipe(new_model, config, labeled, unlabeled, test, None, peft_args.peft_config(None),
+                           script.baseline, script.dataset)
 
 
 if __name__ == "__main__":
