@@ -19,6 +19,7 @@ from .self_training_trainer import SelfTrainingTrainer
 from .ssl_config import SSLConfig
 from .ssl_trainer import SSLTrainer
 from .text_augment import TextAugmenter
+from .zero_shot import class_text_embeddings, zero_shot_probabilities
 
 __version__ = "0.1.0"
 
@@ -37,5 +38,6 @@ __all__ = [
     "minilm_path", "orange_text_path", "dinov2_path", "load_fashion_mnist", "load_mnist_5k", "to_pixel_values",
     "LabelPropagator", "select_for_labeling", "propagate_cluster_labels", "encode",
     "LabelPropagationConfig", "LabelPropagationTrainer", "ConsistencyConfig", "ConsistencyTrainer",
-    "ConsistencyCollator", "EMATeacher", "TextAugmenter", "ImageAugmenter",
+    "ConsistencyCollator", "EMATeacher", "TextAugmenter", "ImageAugmenter", "zero_shot_probabilities",
+    "class_text_embeddings",
 ]

@@ -238,13 +238,22 @@ class LabelPropagator:
             many labeled rows do not swallow the boundary; this moves predictions toward under-represented classes.
         metric: similarity; only "cosine" (rows are L2-normalised) is supported.
         random_state: seed of the IVF training subsample and quantizer.
+        prior_weight: weight (>= 0) of ``fit``'s ``prior`` on the unlabeled rows, relative to the weight 1 of a
+            labeled row's one-hot label; 0 ignores the prior's values (its classes still define ``classes_``).
+
+    A ``prior`` passed to ``fit`` (an (n, C) array of class probabilities, e.g. from
+    `hf_ssl.zero_shot.zero_shot_probabilities`) initialises the label distributions of the unlabeled rows:
+    Y[unlabeled] = prior_weight · prior[unlabeled], labeled rows stay one-hot. The classes are then 0..C-1, so a
+    class without any labeled row can still be predicted, and ``y`` may have no labeled row at all.
 
     Attributes (after ``fit``):
-        transduction_: (n,) labels; labeled rows keep theirs, rows not connected to any labeled row get -1.
+        transduction_: (n,) labels; labeled rows keep theirs, rows that receive no label mass (not connected to
+            any labeled row, and no prior or ``prior_weight=0``) get -1.
         label_distributions_: (n, C) row-normalised class distributions (one-hot on labeled rows, uniform on rows
-            not connected to any labeled row).
+            that receive no label mass).
         confidence_: (n,) maximum probability.  certainty_: (n,) 1 − entropy / log(C).
-        classes_: (C,) sorted labels.  n_iter_: solver iterations.  converged_: whether the solver reached ``tol``.
+        classes_: (C,) sorted labels (0..C-1 with a prior).  n_iter_: solver iterations.  converged_: whether the
+            solver reached ``tol``.
         graph_: symmetrised (n, n) sparse affinity W.  index_: neighbour backend used ("faiss-flat", "faiss-ivf",
             "faiss-hnsw" or "torch-exact").  timings_: seconds for "index_build", "knn" (incl. build), "graph",
             "solve", "total".
@@ -252,10 +261,12 @@ class LabelPropagator:
 
     def __init__(self, n_neighbors: int = 10, alpha: float = 0.99, power: float = 3, solver: str = "cg",
                  max_iter: int = 30, tol: float = 1e-6, index: str = "auto", exact_threshold: int = 20000,
-                 nprobe: int = 4, class_balance: bool = False, metric: str = "cosine", random_state: int = 0):
+                 nprobe: int = 4, class_balance: bool = False, metric: str = "cosine", random_state: int = 0,
+                 prior_weight: float = 1.0):
         self.n_neighbors, self.alpha, self.power, self.solver = n_neighbors, alpha, power, solver
         self.max_iter, self.tol, self.index, self.exact_threshold = max_iter, tol, index, exact_threshold
         self.nprobe, self.class_balance, self.metric, self.random_state = nprobe, class_balance, metric, random_state
+        self.prior_weight = prior_weight
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor arguments, as in scikit-learn.
@@ -264,7 +275,7 @@ class LabelPropagator:
             deep: unused (kept for scikit-learn compatibility).
         """
         names = ("n_neighbors", "alpha", "power", "solver", "max_iter", "tol", "index", "exact_threshold", "nprobe",
-                 "class_balance", "metric", "random_state")
+                 "class_balance", "metric", "random_state", "prior_weight")
         return {name: getattr(self, name) for name in names}
 
     def _check_params(self, n: int) -> None:
@@ -293,9 +304,13 @@ class LabelPropagator:
             raise ValueError(f"metric must be one of {_METRICS}, got {self.metric!r}")
         if not is_int(self.random_state):
             raise ValueError(f"random_state must be an integer, got {self.random_state!r}")
+        weight = self.prior_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)) or not (
+                math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"prior_weight must be a finite number >= 0, got {weight!r}")
 
     @staticmethod
-    def _check_data(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _check_data(X: Any, y: Any, require_labeled: bool = True) -> tuple[np.ndarray, np.ndarray]:
         X, y = _as_numpy(X), _as_numpy(y)
         if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
             raise ValueError(f"X must be a 2-D array with at least 2 rows and 1 column, got shape {X.shape}")
@@ -314,9 +329,35 @@ class LabelPropagator:
         y = y.astype(np.int64)
         if (y < -1).any():
             raise ValueError(f"y must be >= -1 (-1 marks unlabeled rows), found {int(y.min())}")
-        if not (y >= 0).any():
+        if require_labeled and not (y >= 0).any():
             raise ValueError("y has no labeled rows: at least one entry must be >= 0")
         return X, y
+
+    @staticmethod
+    def _check_prior(prior: Any, y: np.ndarray) -> np.ndarray:
+        """The prior as float64 with rows renormalised to sum to exactly 1; raises on an invalid prior."""
+        prior = _as_numpy(prior)
+        n = y.shape[0]
+        if prior.ndim != 2 or prior.shape[0] != n or prior.shape[1] < 1:
+            raise ValueError(f"prior must be a 2-D (n_samples={n}, n_classes) array, got shape {prior.shape}")
+        if prior.dtype == np.bool_ or not (np.issubdtype(prior.dtype, np.floating)
+                                           or np.issubdtype(prior.dtype, np.integer)):
+            raise ValueError(f"prior must hold real numbers (class probabilities), got dtype {prior.dtype}")
+        prior = prior.astype(np.float64)
+        if not np.isfinite(prior).all():
+            raise ValueError("prior contains NaN or infinite values")
+        if (prior < 0).any():
+            raise ValueError(f"prior must be non-negative (class probabilities), found {float(prior.min()):.4g}")
+        sums = prior.sum(axis=1)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)  # loose enough for float32 softmax outputs
+        if bad.size:
+            raise ValueError(f"prior rows must sum to 1 (class probabilities, not logits): row {int(bad[0])} sums "
+                             f"to {float(sums[bad[0]]):.6g}")
+        n_classes = prior.shape[1]
+        if y.max() >= n_classes:
+            raise ValueError(f"y has label {int(y.max())} but prior has {n_classes} columns: with a prior, labels "
+                             f"must lie in [0, {n_classes})")
+        return prior / sums[:, None]
 
     def _neighbours(self, Xn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = Xn.shape[0]
@@ -339,19 +380,24 @@ class LabelPropagator:
         self.timings_["knn"] = time.perf_counter() - start
         return result
 
-    def fit(self, X: Any, y: Any) -> LabelPropagator:
-        """Build the kNN graph of X and spread the labels of y over it.
+    def fit(self, X: Any, y: Any, prior: Any = None) -> LabelPropagator:
+        """Build the kNN graph of X and spread the labels of y (and the prior, if any) over it.
 
         Args:
             X: (n, d) features (numpy array, array-like or torch tensor).
-            y: (n,) integer labels, -1 for unlabeled rows.
+            y: (n,) integer labels, -1 for unlabeled rows; in [0, C) when ``prior`` is given.
+            prior: optional (n, C) class probabilities (non-negative, rows summing to 1 within 1e-3; they are
+                renormalised exactly) that initialise the unlabeled rows' label distributions, weighted by
+                ``prior_weight``; its rows for labeled samples are ignored.
 
         Returns:
             self.
         """
         t0 = time.perf_counter()
-        X, y = self._check_data(X, y)
+        X, y = self._check_data(X, y, require_labeled=prior is None)
         self._check_params(X.shape[0])
+        if prior is not None:
+            prior = self._check_prior(prior, y)
         self.timings_: dict[str, float] = {}
         Xn = _normalised_rows(X)
         n = Xn.shape[0]
@@ -366,10 +412,17 @@ class LabelPropagator:
         self.timings_["graph"] = time.perf_counter() - start
 
         labeled = y >= 0
-        self.classes_ = np.unique(y[labeled])
+        if prior is None:
+            self.classes_ = np.unique(y[labeled])
+            codes = np.searchsorted(self.classes_, y[labeled])
+        else:
+            self.classes_ = np.arange(prior.shape[1], dtype=np.int64)
+            codes = y[labeled]
         n_classes = len(self.classes_)
-        codes = np.searchsorted(self.classes_, y[labeled])
         Y = np.zeros((n, n_classes))
+        if prior is not None:
+            Y[~labeled] = float(self.prior_weight) * prior[~labeled]
+            del prior
         Y[np.flatnonzero(labeled), codes] = 1.0
 
         start = time.perf_counter()

@@ -6,6 +6,11 @@ Runs offline on its defaults (the packaged all-MiniLM-L6-v2 embeddings of Reuter
     python recipes/labelprop.py --select kmeans --budget 40      # pick the 40 rows to label by k-means
     python recipes/labelprop.py --finetune true                  # then fine-tune on labeled + propagated rows
 
+With a dual encoder (``CLIPModel``, ``VisionTextDualEncoderModel``) and a ``save_to_disk`` folder whose rows hold
+``pixel_values``, the image tower embeds the rows, and ``--zero_shot_prior true`` initialises the unlabeled rows
+with zero-shot probabilities from class-name prompts (``--prompt_templates``, the label column's ClassLabel names)
+weighted by ``--prior_weight``. No pretrained CLIP is reachable offline here, so no zero-shot accuracy is claimed.
+
 With ``--select``, the chosen rows' true labels stand in for an annotator (the packaged corpora are fully
 labeled); on your own data, label the exported ``to_label`` rows and pass them back as the labeled pool.
 The export is a ``save_to_disk`` folder with ``label`` (given or propagated), ``confidence`` and ``source``
@@ -24,7 +29,15 @@ import numpy as np
 from datasets import ClassLabel, Value, load_from_disk
 from transformers import AutoModel, AutoTokenizer, HfArgumentParser
 
-from hf_ssl import LabelPropagator, encode, load_text_dataset, minilm_path, sample_per_class, select_for_labeling
+from hf_ssl import (
+    LabelPropagator,
+    encode,
+    load_text_dataset,
+    minilm_path,
+    sample_per_class,
+    select_for_labeling,
+    zero_shot_probabilities,
+)
 from hf_ssl.cli import parse_args
 
 
@@ -46,6 +59,11 @@ class LabelPropArguments:
         seed: sampling seed.
         finetune: fine-tune a classifier on labeled + propagated rows afterwards (SelfTrainingTrainer with
             max_rounds=0, confidence-weighted rows).
+        zero_shot_prior: dual encoders only: initialise the unlabeled rows with zero-shot class probabilities
+            from class-name prompts through the text tower.
+        prompt_templates: prompt templates for the zero-shot prior, each with ``{}`` for the class name
+            (several are averaged per class).
+        prior_weight: weight of the zero-shot prior relative to a labeled row (`LabelPropagator`'s prior_weight).
     """
 
     output_dir: str = "outputs/labelprop"
@@ -60,6 +78,10 @@ class LabelPropArguments:
     max_length: int = 128
     seed: int = 0
     finetune: bool = False
+    zero_shot_prior: bool = field(default=False, metadata={"help": "Dual encoders: zero-shot prior from prompts."})
+    prompt_templates: list[str] = field(default_factory=lambda: ["a photo of a {}."],
+                                        metadata={"help": "Prompt templates with {} for the class name."})
+    prior_weight: float = 1.0
 
 
 def main() -> None:
@@ -73,7 +95,16 @@ def main() -> None:
         train = train.shuffle(seed=args.seed).select(range(args.max_rows))
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path)
-    X = encode(model, train, tokenizer, max_length=args.max_length,
+    dual = callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None))
+    if args.zero_shot_prior and not dual:
+        raise SystemExit(f"--zero_shot_prior needs a dual encoder (CLIPModel, VisionTextDualEncoderModel), got "
+                         f"{type(model).__name__}")
+    if args.zero_shot_prior and not isinstance(train.features["label"], ClassLabel):
+        raise SystemExit("--zero_shot_prior takes the class names from the label column, which must be a ClassLabel")
+    tower = ("image" if "pixel_values" in train.column_names else "text") if dual else None
+    if args.finetune and tower == "image":
+        raise SystemExit("--finetune fine-tunes a text classifier: it does not apply to image rows")
+    X = encode(model, train, tokenizer, max_length=args.max_length, tower=tower,
                cache_dir=os.path.join(args.output_dir, ".embedding_cache"))
     truth = np.asarray(train["label"])
     y = np.full(len(train), -1)
@@ -84,7 +115,12 @@ def main() -> None:
     else:
         chosen = select_for_labeling(X, args.budget, strategy=args.select, random_state=args.seed)
     y[chosen] = truth[chosen]
-    spread = LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, random_state=args.seed).fit(X, y)
+    prior = None
+    if args.zero_shot_prior:
+        prior = zero_shot_probabilities(model, tokenizer, train.features["label"].names, X,
+                                        templates=args.prompt_templates)
+    spread = LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, random_state=args.seed,
+                             prior_weight=args.prior_weight).fit(X, y, prior=prior)
     source = np.where(y >= 0, "given", "propagated")
     out = train.add_column("propagated_label", spread.transduction_.tolist())
     out = out.add_column("confidence", spread.confidence_.astype(np.float32).tolist(), feature=Value("float32"))
@@ -101,7 +137,10 @@ def main() -> None:
         shutil.rmtree(export)
     os.replace(tmp, export)
     summary = {"rows": len(train), "labeled": int(len(chosen)), "select": args.select,
-               "propagated_accuracy_vs_held_back_labels": accuracy, "timings": spread.timings_, "index": spread.index_}
+               "propagated_accuracy_vs_held_back_labels": accuracy, "timings": spread.timings_, "index": spread.index_,
+               "zero_shot_prior": bool(args.zero_shot_prior)}
+    if args.zero_shot_prior:
+        summary.update(prompt_templates=list(args.prompt_templates), prior_weight=float(args.prior_weight))
     with open(os.path.join(args.output_dir, "summary.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
     print(f"{len(chosen)} labels propagated to {int(unlabeled.sum())} rows; accuracy against the held-back "
