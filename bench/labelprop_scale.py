@@ -83,13 +83,37 @@ def run_sklearn(X: np.ndarray, y: np.ndarray, truth: np.ndarray, k: int) -> dict
             "params": {"kernel": "knn", "n_neighbors": k, "alpha": model.alpha, "max_iter": model.max_iter}}
 
 
-def run_propagator(X: np.ndarray, y: np.ndarray, truth: np.ndarray, **params: Any) -> dict[str, Any]:
+def exact_neighbours(X: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Exact cosine k nearest neighbours (self excluded) of ``rows`` among all rows of X, by blocked products."""
+    import torch
+
+    Xt = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)), dim=1)
+    out = np.empty((len(rows), k), dtype=np.int64)
+    for start in range(0, len(rows), 256):
+        block = rows[start:start + 256]
+        sims = Xt[torch.from_numpy(block)] @ Xt.T
+        sims[torch.arange(len(block)), torch.from_numpy(block)] = -np.inf
+        out[start:start + 256] = sims.topk(k, dim=1).indices.numpy()
+    return out
+
+
+def recall_at_k(neighbours: np.ndarray, rows: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each sampled row's exact k neighbours found in its approximate neighbour list."""
+    return float(np.mean([len(set(neighbours[r]) & set(e)) / len(e) for r, e in zip(rows, exact, strict=True)]))
+
+
+def run_propagator(X: np.ndarray, y: np.ndarray, truth: np.ndarray, exact: tuple[np.ndarray, np.ndarray] | None,
+                   **params: Any) -> dict[str, Any]:
     start = time.perf_counter()
     model = LabelPropagator(**params).fit(X, y)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "accuracy": accuracy(model.transduction_, truth, y), "index": model.index_,
-            "timings": {key: round(value, 3) for key, value in model.timings_.items()}, "n_iter": model.n_iter_,
-            "unreachable": int((model.transduction_ < 0).sum()), "params": params}
+    result = {"seconds": seconds, "accuracy": accuracy(model.transduction_, truth, y), "index": model.index_,
+              "timings": {key: round(value, 3) for key, value in model.timings_.items()}, "n_iter": model.n_iter_,
+              "unreachable": int((model.transduction_ < 0).sum()), "params": params}
+    if exact is not None:
+        result["recall_at_k"] = recall_at_k(model.neighbors_, *exact)
+    result["same_class_neighbours"] = float(np.mean(truth[model.neighbors_] == truth[:, None]))
+    return result
 
 
 def main() -> None:
@@ -105,6 +129,8 @@ def main() -> None:
     parser.add_argument("--compare-max-n", type=int, default=200_000,
                         help="above this n, only the default LabelPropagator runs (no sklearn, no exact index)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recall_sample", type=int, default=2000,
+                        help="rows whose exact neighbours are computed to measure the index's recall@k (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -121,6 +147,12 @@ def main() -> None:
           f"(data {result['data_seconds']} s, RSS {result['rss_after_data_mb']} MB, load {os.getloadavg()[0]:.2f})",
           flush=True)
 
+    exact = None
+    if args.recall_sample > 0:
+        rows = np.sort(np.random.default_rng(args.seed + 2).choice(args.n, min(args.n, args.recall_sample),
+                                                                   replace=False))
+        exact = (rows, exact_neighbours(X, rows, args.k))
+        result["recall_sample"] = len(rows)
     runs: dict[str, dict[str, Any]] = {}
     compare = args.n <= args.compare_max_n
     if compare:
@@ -131,10 +163,12 @@ def main() -> None:
     if compare:
         configs["propagator_exact"] = {"n_neighbors": args.k, "index": "exact"}
     for name, params in configs.items():
-        runs[name] = run_propagator(X, y, truth, **params)
+        runs[name] = run_propagator(X, y, truth, exact, **params)
         r = runs[name]
         print(f"LabelPropagator {name.split('_')[1]:<8} [{r['index']}]: {r['seconds']:.2f} s  acc {r['accuracy']:.4f}  "
-              f"timings {r['timings']}  unreachable {r['unreachable']}  peak RSS {peak_rss_mb():.0f} MB", flush=True)
+              f"recall@{args.k} {r.get('recall_at_k', float('nan')):.3f}  same-class neighbours "
+              f"{r['same_class_neighbours']:.4f}  timings {r['timings']}  unreachable {r['unreachable']}  "
+              f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
     result["runs"] = runs
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if compare:

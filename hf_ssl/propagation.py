@@ -1,7 +1,7 @@
 """Label spreading (Zhou et al., 2004) over a sparse k-nearest-neighbour graph of embeddings.
 
-The graph is never dense: neighbours come from faiss (exact, IVF or HNSW) when it is importable, or from an exact
-chunked torch top-k otherwise, and everything downstream lives in ``scipy.sparse`` with O(n·k) memory.
+The graph is never dense: neighbours come from `hf_ssl.knn` (exact, a blocked IVF search in torch, or faiss HNSW),
+and everything downstream lives in ``scipy.sparse`` with O(n·k) memory.
 """
 
 from __future__ import annotations
@@ -9,141 +9,19 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, cg
 
+from .knn import KINDS, as_numpy, knn_search, normalised_rows
+
 __all__ = ["LabelPropagator"]
 
 _SOLVERS = ("cg", "iterative")
-_INDEXES = ("auto", "exact", "ivf", "hnsw")
+_INDEXES = ("auto", *KINDS)
 _METRICS = ("cosine",)
-_IVF_LISTS_PER_SQRT_N = 4  # nlist ≈ 4·sqrt(n)
-_IVF_TRAIN_PER_LIST = 10  # training subsample per inverted list: the quantizer only has to partition the space
-_IVF_TRAIN_ITERS = 5  # k-means iterations of the coarse quantizer
-_HNSW_M = 32
-_HNSW_EF_CONSTRUCTION = 64
-_HNSW_EF_SEARCH = 64
-_BLOCK_ENTRIES = 1 << 24  # entries per block in chunked loops (64 MB of float32)
-
-
-def _import_faiss() -> Any:
-    """The faiss module, or None when it cannot be imported."""
-    try:
-        import faiss
-    except ImportError:
-        return None
-    return faiss
-
-
-def _as_numpy(a: Any) -> np.ndarray:
-    """A numpy view of a numpy array, array-like or torch tensor."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu()
-        if str(a.dtype) == "torch.bfloat16":  # numpy has no bfloat16
-            a = a.float()
-        a = a.numpy()
-    return np.asarray(a)
-
-
-def _normalised_rows(X: np.ndarray) -> np.ndarray:
-    """A float32 C-contiguous copy of X with unit-norm rows (zero rows stay zero); raises on non-finite values."""
-    Xn = np.array(X, dtype=np.float32, order="C")
-    step = max(1, _BLOCK_ENTRIES // max(1, Xn.shape[1]))
-    for start in range(0, Xn.shape[0], step):
-        block = Xn[start:start + step]
-        if not np.isfinite(block).all():
-            raise ValueError("X contains NaN or infinite values")
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        block /= np.maximum(norms, 1e-12).astype(np.float32)[:, None]
-    return Xn
-
-
-def _drop_self(sims: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """From k+1 neighbours per row, drop the row itself (or the last neighbour if the row is absent)."""
-    n = idx.shape[0]
-    is_self = idx == np.arange(n)[:, None]
-    is_self[~is_self.any(axis=1), -1] = True
-    keep = ~is_self
-    return sims[keep].reshape(n, k), idx[keep].reshape(n, k)
-
-
-def _torch_knn(Xn: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine kNN by blocked matrix products and torch.topk (self excluded)."""
-    import torch
-
-    n = Xn.shape[0]
-    Xt = torch.from_numpy(Xn)
-    sims = np.empty((n, k), dtype=np.float32)
-    idx = np.empty((n, k), dtype=np.int64)
-    step = max(1, _BLOCK_ENTRIES // n)
-    with torch.no_grad():
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            block = Xt[start:stop] @ Xt.T
-            block[torch.arange(stop - start), torch.arange(start, stop)] = -math.inf
-            values, indices = torch.topk(block, k, dim=1)
-            sims[start:stop], idx[start:stop] = values.numpy(), indices.numpy()
-    return sims, idx
-
-
-def _ivf_nlist(n: int) -> int:
-    """Number of inverted lists: about 4·sqrt(n), capped at n/39 so that lists hold ~39+ rows on average and the
-    ``nprobe`` probed lists always offer enough neighbour candidates on small inputs."""
-    return max(1, min(int(round(_IVF_LISTS_PER_SQRT_N * math.sqrt(n))), n // 39))
-
-
-def _ivf_self_search(faiss: Any, index: Any, quantizer: Any, Xn: np.ndarray, k: int,
-                     nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-    """Add Xn to a trained IVF index and search it with itself, assigning each row to its lists only once.
-
-    The rows are both database and queries, so one quantizer search for the ``nprobe`` nearest lists gives the
-    list to add each row to (the first) and the lists to probe; a plain ``add`` + ``search`` would run the coarse
-    quantizer twice. Falls back to that plain path if faiss lacks the pre-assigned entry points.
-    """
-    index.nprobe = nprobe
-    try:
-        from faiss.contrib.ivf_tools import add_preassigned, search_preassigned
-    except ImportError:
-        index.add(Xn)
-        return index.search(Xn, k)
-    coarse_sims, lists = quantizer.search(Xn, nprobe)
-    add_preassigned(index, Xn, np.ascontiguousarray(lists[:, 0]))
-    return search_preassigned(index, Xn, k, lists, coarse_sims)
-
-
-def _faiss_knn(faiss: Any, Xn: np.ndarray, k: int, kind: str, nprobe: int, seed: int,
-               timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine kNN with a faiss inner-product index of the given kind ("exact", "ivf" or "hnsw")."""
-    n, d = Xn.shape
-    start = time.perf_counter()
-    if kind == "ivf":
-        nlist = _ivf_nlist(n)
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = int(seed)
-        index.cp.niter = _IVF_TRAIN_ITERS
-        index.cp.min_points_per_centroid = 1
-        n_train = min(n, _IVF_TRAIN_PER_LIST * nlist)
-        index.cp.max_points_per_centroid = max(1, -(-n_train // nlist))
-        sample = np.sort(np.random.default_rng(seed).choice(n, size=n_train, replace=False))
-        index.train(Xn[sample])
-        timings["index_build"] = time.perf_counter() - start
-        sims, idx = _ivf_self_search(faiss, index, quantizer, Xn, k + 1, min(nprobe, nlist))
-        return _drop_self(sims, idx, k)
-    if kind == "exact":
-        index = faiss.IndexFlatIP(d)
-    else:
-        index = faiss.IndexHNSWFlat(d, _HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = max(_HNSW_EF_SEARCH, 2 * (k + 1))
-    index.add(Xn)
-    timings["index_build"] = time.perf_counter() - start
-    sims, idx = index.search(Xn, k + 1)
-    return _drop_self(sims, idx, k)
 
 
 def _knn_graph(sims: np.ndarray, idx: np.ndarray, power: float) -> sp.csr_matrix:
@@ -228,16 +106,16 @@ class LabelPropagator:
         solver: "cg" (conjugate gradient per class) or "iterative" (F ← αSF + (1 − α)Y).
         max_iter: maximum iterations of the solver (per class for CG).
         tol: relative tolerance (CG residual, or change of F for the iterative solver).
-        index: "exact", "ivf" (faiss IVF-Flat, approximate), "hnsw" (faiss HNSW, approximate) or "auto" (exact up
-            to ``exact_threshold`` rows, IVF above). The IVF index has about 4·sqrt(n) lists, a quantizer trained
-            by 5 k-means iterations on a subsample of 10 rows per list, and probes ``nprobe`` lists per row.
-            Without faiss, search is always exact (chunked torch).
+        index: "exact" (faiss flat, or chunked torch without faiss), "ivf" (approximate: a spherical k-means
+            splits the rows into about sqrt(nprobe·n) lists and each list is searched against its ``nprobe``
+            nearest lists by matrix products; plain torch, no faiss needed), "hnsw" (faiss HNSW, approximate) or
+            "auto" (exact up to ``exact_threshold`` rows, IVF above). See `hf_ssl.knn`.
         exact_threshold: largest number of rows searched exactly when ``index="auto"``.
-        nprobe: inverted lists probed per row by the IVF index (more: better recall, proportionally slower).
+        nprobe: lists each IVF list is searched against, itself included (more: better recall, slower).
         class_balance: divide each class column of F by its total mass before normalising, so that classes with
             many labeled rows do not swallow the boundary; this moves predictions toward under-represented classes.
         metric: similarity; only "cosine" (rows are L2-normalised) is supported.
-        random_state: seed of the IVF training subsample and quantizer.
+        random_state: seed of the IVF k-means.
         prior_weight: weight (>= 0) of ``fit``'s ``prior`` on the unlabeled rows, relative to the weight 1 of a
             labeled row's one-hot label; 0 ignores the prior's values (its classes still define ``classes_``).
 
@@ -254,14 +132,15 @@ class LabelPropagator:
         confidence_: (n,) maximum probability.  certainty_: (n,) 1 − entropy / log(C).
         classes_: (C,) sorted labels (0..C-1 with a prior).  n_iter_: solver iterations.  converged_: whether the
             solver reached ``tol``.
-        graph_: symmetrised (n, n) sparse affinity W.  index_: neighbour backend used ("faiss-flat", "faiss-ivf",
-            "faiss-hnsw" or "torch-exact").  timings_: seconds for "index_build", "knn" (incl. build), "graph",
+        neighbors_: (n, k) each row's nearest neighbours, best first (-1 where fewer than k were found).
+        graph_: symmetrised (n, n) sparse affinity W.  index_: neighbour backend used ("faiss-flat", "torch-exact",
+            "ivf-blocked" or "faiss-hnsw").  timings_: seconds for "index_build", "knn" (incl. build), "graph",
             "solve", "total".
     """
 
     def __init__(self, n_neighbors: int = 10, alpha: float = 0.99, power: float = 3, solver: str = "cg",
                  max_iter: int = 30, tol: float = 1e-6, index: str = "auto", exact_threshold: int = 20000,
-                 nprobe: int = 4, class_balance: bool = False, metric: str = "cosine", random_state: int = 0,
+                 nprobe: int = 8, class_balance: bool = False, metric: str = "cosine", random_state: int = 0,
                  prior_weight: float = 1.0):
         self.n_neighbors, self.alpha, self.power, self.solver = n_neighbors, alpha, power, solver
         self.max_iter, self.tol, self.index, self.exact_threshold = max_iter, tol, index, exact_threshold
@@ -311,7 +190,7 @@ class LabelPropagator:
 
     @staticmethod
     def _check_data(X: Any, y: Any, require_labeled: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        X, y = _as_numpy(X), _as_numpy(y)
+        X, y = as_numpy(X), as_numpy(y)
         if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
             raise ValueError(f"X must be a 2-D array with at least 2 rows and 1 column, got shape {X.shape}")
         if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
@@ -336,7 +215,7 @@ class LabelPropagator:
     @staticmethod
     def _check_prior(prior: Any, y: np.ndarray) -> np.ndarray:
         """The prior as float64 with rows renormalised to sum to exactly 1; raises on an invalid prior."""
-        prior = _as_numpy(prior)
+        prior = as_numpy(prior)
         n = y.shape[0]
         if prior.ndim != 2 or prior.shape[0] != n or prior.shape[1] < 1:
             raise ValueError(f"prior must be a 2-D (n_samples={n}, n_classes) array, got shape {prior.shape}")
@@ -361,24 +240,11 @@ class LabelPropagator:
 
     def _neighbours(self, Xn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = Xn.shape[0]
-        k = int(self.n_neighbors)
         kind = self.index if self.index != "auto" else ("exact" if n <= self.exact_threshold else "ivf")
-        faiss = _import_faiss()
-        if faiss is None:
-            if kind != "exact":
-                warnings.warn(f"faiss is not installed: index={self.index!r} falls back to exact torch search, "
-                              f"which is O(n^2) for n={n}", stacklevel=3)
-            self.index_ = "torch-exact"
-            start = time.perf_counter()
-            result = _torch_knn(Xn, k)
-            self.timings_["index_build"] = 0.0
-            self.timings_["knn"] = time.perf_counter() - start
-            return result
-        self.index_ = {"exact": "faiss-flat", "ivf": "faiss-ivf", "hnsw": "faiss-hnsw"}[kind]
-        start = time.perf_counter()
-        result = _faiss_knn(faiss, Xn, k, kind, int(self.nprobe), int(self.random_state), self.timings_)
-        self.timings_["knn"] = time.perf_counter() - start
-        return result
+        sims, idx, self.index_, timings = knn_search(Xn, int(self.n_neighbors), kind, int(self.nprobe),
+                                                     int(self.random_state))
+        self.timings_.update(timings)
+        return sims, idx
 
     def fit(self, X: Any, y: Any, prior: Any = None) -> LabelPropagator:
         """Build the kNN graph of X and spread the labels of y (and the prior, if any) over it.
@@ -399,15 +265,16 @@ class LabelPropagator:
         if prior is not None:
             prior = self._check_prior(prior, y)
         self.timings_: dict[str, float] = {}
-        Xn = _normalised_rows(X)
+        Xn = normalised_rows(X)
         n = Xn.shape[0]
         self.n_features_in_ = Xn.shape[1]
         sims, idx = self._neighbours(Xn)
+        self.neighbors_ = idx
         del Xn
 
         start = time.perf_counter()
         self.graph_ = _knn_graph(sims, idx, float(self.power))
-        del sims, idx
+        del sims
         S = _normalise_graph(self.graph_)
         self.timings_["graph"] = time.perf_counter() - start
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .propagation import _BLOCK_ENTRIES, _as_numpy, _import_faiss
+from .knn import BLOCK_ENTRIES, as_numpy, import_faiss
 
 __all__ = ["select_for_labeling", "propagate_cluster_labels"]
 
@@ -34,7 +34,7 @@ def _single_threaded_blas() -> contextlib.AbstractContextManager:
 
 def _normalised_features(X: Any, name: str = "X") -> np.ndarray:
     """Validated float32 copy of a 2-D feature matrix with unit-norm rows (zero rows stay zero)."""
-    X = _as_numpy(X)
+    X = as_numpy(X)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {X.shape}")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
@@ -49,7 +49,7 @@ def _normalised_features(X: Any, name: str = "X") -> np.ndarray:
 
 def _int_array(a: Any, name: str) -> np.ndarray:
     """A 1-D int64 array, or ValueError naming the argument."""
-    a = _as_numpy(a)
+    a = as_numpy(a)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array, got shape {a.shape}")
     if np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
@@ -71,7 +71,7 @@ def _kmeans(Xn: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     with _single_threaded_blas():
         init, _ = kmeans_plusplus(sample, k, random_state=seed)
     init = np.ascontiguousarray(init, dtype=np.float32)
-    faiss = _import_faiss()
+    faiss = import_faiss()
     if faiss is not None:
         km = faiss.Kmeans(d, k, niter=_KMEANS_ITERS, seed=int(seed), spherical=True, min_points_per_centroid=1,
                           max_points_per_centroid=256, verbose=False)
@@ -91,7 +91,7 @@ def _closest_distinct_rows(Xn: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     n, k = Xn.shape[0], centroids.shape[0]
     m = min(n, _TOP_PER_CENTROID)
     top = np.empty((k, m), dtype=np.int64)
-    step = max(1, _BLOCK_ENTRIES // n)
+    step = max(1, BLOCK_ENTRIES // n)
     for start in range(0, k, step):
         sims = centroids[start:start + step] @ Xn.T
         part = np.argpartition(-sims, m - 1, axis=1)[:, :m] if m < n else np.tile(np.arange(n), (len(sims), 1))
@@ -114,7 +114,7 @@ def _farthest_fill(Xc: np.ndarray, chosen: list[int], n_more: int) -> list[int]:
     """Greedily add ``n_more`` rows of Xc that are least similar to everything chosen (ties: lowest position)."""
     m = Xc.shape[0]
     nearest = np.full(m, -np.inf, dtype=np.float32)
-    step = max(1, _BLOCK_ENTRIES // m)
+    step = max(1, BLOCK_ENTRIES // m)
     for start in range(0, len(chosen), step):
         nearest = np.maximum(nearest, (Xc @ Xc[chosen[start:start + step]].T).max(axis=1))
     taken = np.zeros(m, dtype=bool)
@@ -130,7 +130,7 @@ def _farthest_fill(Xc: np.ndarray, chosen: list[int], n_more: int) -> list[int]:
 
 def _uncertainty_scores(probs: Any, n: int, strategy: str) -> np.ndarray:
     """Lower is more uncertain: max probability, or top-1 minus top-2 probability."""
-    P = _as_numpy(probs)
+    P = as_numpy(probs)
     if P.ndim != 2 or P.shape[0] != n:
         raise ValueError(f"probs must have shape (n_samples={n}, n_classes), got {P.shape}")
     if not np.issubdtype(P.dtype, np.number) or not np.isfinite(P).all():
@@ -174,7 +174,7 @@ def select_for_labeling(X: Any, budget: int, strategy: str = "kmeans", probs: An
         Xn = _normalised_features(X)
         n = Xn.shape[0]
     else:
-        shape = tuple(_as_numpy(X).shape)
+        shape = tuple(as_numpy(X).shape)
         if len(shape) != 2 or shape[0] < 1:
             raise ValueError(f"X must be a non-empty 2-D array, got shape {shape}")
         n = shape[0]
@@ -245,7 +245,7 @@ def propagate_cluster_labels(X: Any, selected: Any, labels: Any, fraction: float
     reps = Xn[selected]
     group = np.empty(n, dtype=np.int64)
     similarity = np.empty(n, dtype=np.float32)
-    step = max(1, _BLOCK_ENTRIES // len(selected))
+    step = max(1, BLOCK_ENTRIES // len(selected))
     for start in range(0, n, step):
         sims = Xn[start:start + step] @ reps.T
         group[start:start + step] = sims.argmax(axis=1)

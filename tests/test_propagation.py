@@ -146,8 +146,10 @@ def test_faiss_and_torch_fallback_agree(monkeypatch):
     np.testing.assert_array_equal(with_faiss.transduction_, without.transduction_)
     np.testing.assert_allclose(with_faiss.label_distributions_, without.label_distributions_, atol=1e-5)
     with pytest.warns(UserWarning, match="faiss is not installed"):
-        fallback = LabelPropagator(index="ivf").fit(X, y)
+        fallback = LabelPropagator(index="hnsw").fit(X, y)
     assert fallback.index_ == "torch-exact"
+    ivf = LabelPropagator(index="ivf").fit(X, y)  # the IVF search is plain torch: no faiss needed
+    assert ivf.index_ == "ivf-blocked"
 
 
 def test_torch_input():
@@ -165,7 +167,7 @@ def test_approximate_index_accuracy(index):
     X, truth = clusters(300, 10, 32, noise=0.7, seed=7)  # 3000 rows
     y = label_some(truth, 3, seed=7)
     model = LabelPropagator(index=index, exact_threshold=1000).fit(X, y)
-    assert model.index_ == {"ivf": "faiss-ivf", "hnsw": "faiss-hnsw", "auto": "faiss-ivf"}[index]
+    assert model.index_ == {"ivf": "ivf-blocked", "hnsw": "faiss-hnsw", "auto": "ivf-blocked"}[index]
     unlabeled = y < 0
     assert (model.transduction_[unlabeled] == truth[unlabeled]).mean() >= 0.99
 
