@@ -88,8 +88,6 @@ class ConsistencyTrainer(SSLTrainer):
         self.method_title = f"consistency regularization ({config.method}, {config.threshold_strategy} threshold)"
         self.method_description = DESCRIPTIONS[config.method]
         self.paper = dict(zip(("title", "url"), PAPERS[config.method], strict=True))
-        # Losses here are means over rows: let the Trainer divide by gradient-accumulation steps.
-        self.model_accepts_loss_kwargs = False
         self.augmenter = augmenter if augmenter is not None else self._default_augmenter(mlm_model)
         unlabeled = self.unlabeled_dataset
         if "ssl_index" not in unlabeled.column_names:

@@ -81,6 +81,11 @@ class SSLTrainer(Trainer):
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
         self.data_collator = SSLDataCollator(self.data_collator, truth_column=args.truth_column)
+        # hf_ssl losses are per-process means over rows, labeled and unlabeled alike. Left True (any model whose
+        # forward takes **kwargs, e.g. BERT), the Trainer would pass num_items_in_batch (which BERT's head ignores),
+        # multiply the labeled loss by the number of processes (λ in effect divided by the world size, gradients
+        # scaled with it) and skip the division by gradient-accumulation steps.
+        self.model_accepts_loss_kwargs = False
         self._ssl_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._stream_loader: DataLoader | None = None
         self._stream_iter: Any = None

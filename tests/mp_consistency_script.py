@@ -23,8 +23,11 @@ def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
     args = ConsistencyConfig(output_dir=out, method="fixmatch", threshold_strategy="flexmatch", threshold=0.6,
                              use_ema_teacher=True, ema_decay=0.9, distribution_alignment=True, num_train_epochs=20,
                              per_device_train_batch_size=batch_size, learning_rate=1e-2, report_to="none",
-                             save_strategy="no", use_cpu=True, seed=0, disable_tqdm=True)
-    trainer = ConsistencyTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                             save_strategy="no", use_cpu=True, seed=0, disable_tqdm=True, logging_steps=1)
+    # dropout off: the first step (labeled rows and identity weak views) is then the same computation as in one
+    # process with twice the batch; later steps differ by the strong views' random draws
+    model = tiny_bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    trainer = ConsistencyTrainer(model=model, args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                  eval_dataset=evaluation, processing_class=tokenizer,
                                  compute_metrics=classification_metrics)
     trainer.train()
@@ -33,7 +36,8 @@ def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
               "row_class": trainer.masker.state["row_class"].tolist(), "model_prior": trainer.model_prior.tolist(),
               "ema_classifier": trainer.ema.shadow["classifier.weight"].flatten().tolist(),
               "steps": trainer.state.global_step, "unlabeled_batches": trainer.unlabeled_batches_consumed,
-              "mask_rate": [r["mask_rate"] for r in trainer.epoch_records]}
+              "mask_rate": [r["mask_rate"] for r in trainer.epoch_records],
+              "first_step": trainer.state.log_history[0]}
     with open(os.path.join(out, f"rank{args.process_index}.json"), "w") as handle:
         json.dump(record, handle)
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import torch
 from conftest import WORDS, text_pool, tiny_bert
 from datasets import Dataset
 from encode_mp_script import variable_texts
+from mp_launch import launch
 from transformers import (
     BertConfig,
     CLIPConfig,
@@ -248,15 +246,8 @@ def test_argument_errors(tokenizer):
 @pytest.mark.slow
 def test_two_processes_return_every_row_in_order(tmp_path, tokenizer):
     tokenizer.save_pretrained(tmp_path / "tok")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    # `--cpu` would start a single process (accelerate's simple launcher, multi-CPU needs mpirun); `--multi_gpu`
-    # starts 2 processes with torch.distributed.run, and the script's Accelerator(cpu=True) makes them gloo/CPU.
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-           "no", "--dynamo_backend", "no", str(HERE / "encode_mp_script.py"), str(tmp_path / "tok"), str(tmp_path),
-           "37"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # 2 gloo processes (see tests/mp_launch.py); the script's Accelerator(cpu=True) keeps them on CPU
+    launch(HERE / "encode_mp_script.py", [str(tmp_path / "tok"), str(tmp_path), "37"], nproc=2, timeout=300)
     single = encode(tiny_bert(seed=0), Dataset.from_dict({"text": variable_texts(37)}), tokenizer, batch_size=4,
                     max_length=16, show_progress=False)
     for rank in range(2):

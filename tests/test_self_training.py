@@ -152,3 +152,26 @@ def test_image_classification_model(tmp_path):
     trainer.train()
     assert trainer.rounds[0]["pseudo_labels"]["selected"] > 0
     assert trainer.model.config.id2label == {0: "a", 1: "b"}
+
+
+def test_gradient_accumulation_matches_one_larger_batch(tmp_path, pools, tokenizer):
+    """Batches of 2 accumulated twice train like batches of 4 (dropout off): the labeled loss is a per-batch mean
+    that the Trainer divides by the accumulation steps, as the pseudo-label loss beside it (also the guard for
+    several processes, where the Trainer would otherwise multiply the labeled loss by the number of processes)."""
+    labeled, unlabeled, _ = pools
+    runs = []
+    for batch, accumulation in ((4, 1), (2, 2)):
+        trainer = SelfTrainingTrainer(model=tiny_bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+                                      args=config(tmp_path, per_device_train_batch_size=batch,
+                                                  gradient_accumulation_steps=accumulation, eval_each_round=False),
+                                      train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+        trainer.train()
+        assert not trainer.model_accepts_loss_kwargs
+        runs.append(trainer)
+    big, small = runs
+    assert big.state.global_step == small.state.global_step == 24 and len(big.rounds) == len(small.rounds) == 2
+    np.testing.assert_allclose([r["train_loss"] for r in small.rounds], [r["train_loss"] for r in big.rounds],
+                               rtol=1e-4)
+    # the same model: the same probabilities over the pool (parameters are compared through the outputs, as the
+    # attention key biases get only float-noise gradients that Adam turns into arbitrary steps)
+    np.testing.assert_allclose(small.predict_unlabeled_probs(), big.predict_unlabeled_probs(), atol=1e-4)
