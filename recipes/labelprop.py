@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
+from accelerate import PartialState
 from datasets import ClassLabel, Value, load_from_disk
 from transformers import AutoModel, AutoTokenizer, HfArgumentParser
 
@@ -64,6 +65,8 @@ class LabelPropArguments:
         prompt_templates: prompt templates for the zero-shot prior, each with ``{}`` for the class name
             (several are averaged per class).
         prior_weight: weight of the zero-shot prior relative to a labeled row (`LabelPropagator`'s prior_weight).
+        use_cpu: run on the CPU, also as several processes under ``accelerate launch`` (each encodes a shard; the
+            main process propagates and writes the export; every process takes part in ``finetune``).
     """
 
     output_dir: str = "outputs/labelprop"
@@ -82,10 +85,12 @@ class LabelPropArguments:
     prompt_templates: list[str] = field(default_factory=lambda: ["a photo of a {}."],
                                         metadata={"help": "Prompt templates with {} for the class name."})
     prior_weight: float = 1.0
+    use_cpu: bool = field(default=False, metadata={"help": "Run on the CPU (also under accelerate launch)."})
 
 
 def main() -> None:
     (args,) = parse_args([LabelPropArguments])
+    state = PartialState(cpu=args.use_cpu)
     if args.select not in ("none", "kmeans", "random"):
         raise SystemExit(f"--select must be none, kmeans or random, got {args.select!r}")
     path = args.model_name_or_path or str(minilm_path())
@@ -105,7 +110,17 @@ def main() -> None:
     if args.finetune and tower == "image":
         raise SystemExit("--finetune fine-tunes a text classifier: it does not apply to image rows")
     X = encode(model, train, tokenizer, max_length=args.max_length, tower=tower,
-               cache_dir=os.path.join(args.output_dir, ".embedding_cache"))
+               cache_dir=os.path.join(args.output_dir, ".embedding_cache"), accelerator=state)
+    export = os.path.join(args.output_dir, "pseudo_labeled")
+    if state.is_main_process:
+        propagate_and_export(args, model, tokenizer, train, X, export)
+    state.wait_for_everyone()
+    if args.finetune:
+        finetune(args, path, load_from_disk(export), raw.get("test"))
+
+
+def propagate_and_export(args: LabelPropArguments, model, tokenizer, train, X: np.ndarray, export: str) -> None:
+    """Choose the labeled rows, spread their labels, and write the export and ``summary.json`` (main process)."""
     truth = np.asarray(train["label"])
     y = np.full(len(train), -1)
     if args.select == "none":
@@ -131,7 +146,6 @@ def main() -> None:
     accuracy = float((spread.transduction_[unlabeled] == truth[unlabeled]).mean())
     os.makedirs(args.output_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=args.output_dir, prefix=".export-")
-    export = os.path.join(args.output_dir, "pseudo_labeled")
     out.save_to_disk(tmp)
     if os.path.exists(export):
         shutil.rmtree(export)
@@ -145,8 +159,6 @@ def main() -> None:
         json.dump(summary, handle, indent=2)
     print(f"{len(chosen)} labels propagated to {int(unlabeled.sum())} rows; accuracy against the held-back "
           f"labels: {accuracy:.4f}; export: {export}")
-    if args.finetune:
-        finetune(args, path, out, raw.get("test"))
 
 
 def finetune(args: LabelPropArguments, path: str, data, test) -> None:
@@ -163,7 +175,7 @@ def finetune(args: LabelPropArguments, path: str, data, test) -> None:
         path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     config = HfArgumentParser(SelfTrainingConfig).parse_dict(
         {"output_dir": os.path.join(args.output_dir, "model"), "max_rounds": 0, "num_train_epochs": 2,
-         "report_to": "none", "save_strategy": "no", "seed": args.seed})[0]
+         "report_to": "none", "save_strategy": "no", "seed": args.seed, "use_cpu": args.use_cpu})[0]
     evaluation = None
     if test is not None:
         evaluation = test.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_length),
@@ -174,7 +186,9 @@ def finetune(args: LabelPropArguments, path: str, data, test) -> None:
     trainer.train()
     trainer.save_model()
     if evaluation is not None:
-        print(f"fine-tuned on propagated labels: test accuracy {trainer.evaluate()['eval_accuracy']:.4f}")
+        accuracy = trainer.evaluate()["eval_accuracy"]  # every process takes part in the evaluation
+        if trainer.is_world_process_zero():
+            print(f"fine-tuned on propagated labels: test accuracy {accuracy:.4f}")
 
 
 if __name__ == "__main__":

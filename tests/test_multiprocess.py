@@ -100,8 +100,6 @@ def test_label_propagation_identical_on_every_rank_and_matches_one_process(tmp_p
 
 
 SHRINK = ["--num_train_epochs", "1", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
-LABELPROP_GAP = ("recipes/labelprop.py parses only its own LabelPropArguments (no --use_cpu) and writes its export "
-                 "and summary.json and prints on every process")
 
 
 @pytest.mark.slow
@@ -117,8 +115,7 @@ LABELPROP_GAP = ("recipes/labelprop.py parses only its own LabelPropArguments (n
                                        "40", "--max_eval", "40"],
                  "model and card saved to", {"labeled": 20, "unlabeled": 40, "test": 40}, id="image_fixmatch"),
     pytest.param("labelprop.py", ["--max_rows", "200", "--max_length", "48", "--labels_per_class", "2"],
-                 "labels propagated to", {"rows": 200}, id="labelprop",
-                 marks=pytest.mark.xfail(strict=True, reason=LABELPROP_GAP)),
+                 "labels propagated to", {"rows": 200}, id="labelprop"),
 ])
 def test_recipe_under_two_processes_writes_its_outputs_once(tmp_path, recipe, flags, last_line, counts):
     """Each recipe under `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu true` on its real default
