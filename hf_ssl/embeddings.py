@@ -32,6 +32,14 @@ _WEIGHT_SAMPLE = 1024  # elements hashed per parameter tensor for the weight fin
 _SUM_CHUNK = 1 << 20  # elements per chunk when summing a tensor for the weight fingerprint
 
 
+def _unwrap_peft(model: Any) -> Any:
+    """The transformers model inside a peft ``PeftModel`` (its adapter layers are injected there and stay active),
+    or ``model`` itself. A PeftModel's own ``base_model`` is the adapter wrapper around the whole model (head
+    included), not the encoder."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) and hasattr(model, "peft_config") else model
+
+
 def _model_kind(model: Any) -> str:
     """"dual" (CLIP-like: text and image feature methods), "text" or "vision" (by the base model's main input)."""
     if callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None)):
@@ -347,6 +355,7 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
+    model = _unwrap_peft(model)
     kind = _model_kind(model)
     tower = _resolve_tower(kind, tower, dataset.column_names, text_column, image_column)
     resolved = _resolve_pooling(kind, pooling)

@@ -97,6 +97,22 @@ def test_mean_cls_pooler_match_manual_computation(tokenizer):
     assert model.training
 
 
+def test_peft_wrapped_classifier_encodes_with_its_adapters(tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    texts = variable_texts(20)
+    base = tiny_bert(seed=3).eval()
+    plain = encode(base.bert, texts, tokenizer, show_progress=False)
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"], task_type="SEQ_CLS")
+    peft_model = get_peft_model(tiny_bert(seed=3), lora).eval()
+    np.testing.assert_allclose(encode(peft_model, texts, tokenizer, show_progress=False), plain, atol=1e-6)
+    with torch.no_grad():  # a trained adapter changes the embeddings: they come from the adapted encoder
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.5)
+    assert np.abs(encode(peft_model, texts, tokenizer, show_progress=False) - plain).max() > 1e-3
+
+
 def test_normalisation_gives_unit_norms(tokenizer):
     data = Dataset.from_dict({"text": variable_texts(12)})
     model = tiny_bert()
