@@ -15,7 +15,8 @@ class LabelPropagationConfig(SSLConfig):
     The first ``warmup_epochs`` train on the labeled pool only; from then on, every ``propagate_every``
     epochs the current model embeds the labeled and unlabeled pools, labels spread over a kNN graph of
     those embeddings, and training continues on labeled batches plus pseudo-labeled batches weighted by
-    certainty (1 − normalised entropy) and by inverse class frequency.
+    certainty (1 − normalised entropy) and by inverse class frequency, rescaled to mean 1 (so that
+    ``unlabeled_loss_weight`` sets the scale of the pseudo-label loss).
 
     Args:
         warmup_epochs: labeled-only epochs before the first propagation.

@@ -39,6 +39,8 @@ def test_propagates_on_schedule_and_trains(tmp_path, pools, tokenizer):
     assert len(on_disk["propagations"]) == 3
     weights = trainer.pseudo["weights"]
     assert (weights >= 0).all() and weights.max() > 0
+    assert abs(float(weights.mean()) - 1.0) < 1e-4  # rescaled to mean 1: λ alone sets the pseudo-label loss scale
+    assert weights.std() > 1e-3  # ...and still ranking rows by certainty and class frequency
     assert any("pseudo_label_loss" in e for e in trainer.state.log_history)
     assert any("ssl_propagation_pseudo_labeled" in e for e in trainer.state.log_history)
 
