@@ -20,24 +20,26 @@ class LabelPropagationConfig(SSLConfig):
 
     Args:
         warmup_epochs: labeled-only epochs before the first propagation.
-        propagate_every: epochs between propagations.
+        propagate_every: epochs between propagations; 0 propagates once, after the warm-up.
         n_neighbors: k of the kNN graph.
         alpha: label-spreading α in (0, 1).
         power: edge weight = max(cos, 0) ** power.
         pooling: embedding pooling ("auto", "mean", "cls", "pooler").
         min_certainty: drop pseudo-labels whose certainty is below this value.
+        certainty_fraction: keep only this fraction of the pseudo-labels, the most certain ones (1: all).
         class_weighting: weight pseudo-labels by inverse class frequency.
         soft_labels: train on the propagated distributions instead of their argmax.
         encode_batch_size: batch size of the embedding passes.
     """
 
     warmup_epochs: float = field(default=15.0, metadata={"help": "Labeled-only epochs before propagating."})
-    propagate_every: int = field(default=3, metadata={"help": "Epochs between two propagations (>= 1)."})
+    propagate_every: int = field(default=3, metadata={"help": "Epochs between propagations (0: once)."})
     n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})
     alpha: float = field(default=0.99, metadata={"help": "Label-spreading alpha in (0, 1)."})
     power: float = field(default=3.0, metadata={"help": "Edge weight = max(cos, 0) ** power."})
     pooling: str = field(default="auto", metadata={"help": "Embedding pooling: auto, mean, cls or pooler."})
     min_certainty: float = field(default=0.0, metadata={"help": "Minimum certainty of a pseudo-label in [0, 1)."})
+    certainty_fraction: float = field(default=1.0, metadata={"help": "Keep the most certain fraction, in (0, 1]."})
     class_weighting: bool = field(default=True, metadata={"help": "Weight pseudo-labels by inverse class frequency."})
     soft_labels: bool = field(default=False, metadata={"help": "Train on propagated distributions."})
     encode_batch_size: int = field(default=64, metadata={"help": "Batch size of the embedding passes."})
@@ -46,8 +48,10 @@ class LabelPropagationConfig(SSLConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.propagate_every < 1:
-            raise ValueError(f"propagate_every must be >= 1 epoch, got {self.propagate_every}.")
+        if self.propagate_every < 0:
+            raise ValueError(f"propagate_every must be >= 0 epochs (0: propagate once), got {self.propagate_every}.")
+        if not (math.isfinite(self.certainty_fraction) and 0 < self.certainty_fraction <= 1):
+            raise ValueError(f"certainty_fraction must be in (0, 1], got {self.certainty_fraction}; e.g. 0.5.")
         if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}; e.g. alpha=0.99.")
         if self.n_neighbors < 1:

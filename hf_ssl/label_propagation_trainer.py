@@ -40,7 +40,9 @@ class _PropagateAtEpochBegin(TrainerCallback):
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         epoch = math.floor((state.epoch or 0.0) + 1e-6)
-        if epoch < args.warmup_epochs or (epoch - math.ceil(args.warmup_epochs)) % args.propagate_every:
+        since_warmup = epoch - math.ceil(args.warmup_epochs)
+        due = since_warmup == 0 if args.propagate_every == 0 else since_warmup % args.propagate_every == 0
+        if epoch < args.warmup_epochs or not due:
             return
         if epoch > self.trainer.last_propagation_epoch:
             self.trainer.propagate(epoch)
@@ -101,6 +103,9 @@ class LabelPropagationTrainer(SSLTrainer):
         certainty = spread.certainty_[n:]
         predicted = dist.argmax(axis=1)
         rows = np.flatnonzero((spread.transduction_[n:] >= 0) & (certainty >= args.min_certainty))
+        if args.certainty_fraction < 1 and len(rows):
+            keep = max(1, math.ceil(args.certainty_fraction * len(rows)))
+            rows = np.sort(rows[np.argsort(-certainty[rows], kind="stable")[:keep]])
         weights = certainty[rows].astype(np.float32)
         if args.class_weighting and len(rows):
             counts = np.bincount(predicted[rows], minlength=self.num_labels).astype(np.float64)
@@ -158,6 +163,7 @@ class LabelPropagationTrainer(SSLTrainer):
         args = self.args
         return super().card_hyperparameters() | {
             "warmup_epochs": args.warmup_epochs, "propagate_every": args.propagate_every,
+            "certainty_fraction": args.certainty_fraction,
             "n_neighbors": args.n_neighbors, "alpha": args.alpha, "power": args.power,
             "class_weighting": args.class_weighting, "soft_labels": args.soft_labels}
 

@@ -45,6 +45,22 @@ def test_propagates_on_schedule_and_trains(tmp_path, pools, tokenizer):
     assert any("ssl_propagation_pseudo_labeled" in e for e in trainer.state.log_history)
 
 
+def test_propagate_once_keeping_the_most_certain_fraction(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    runs = {}
+    for fraction in (1.0, 0.5):
+        args = config(tmp_path / str(fraction), warmup_epochs=0, propagate_every=0, certainty_fraction=fraction,
+                      num_train_epochs=3)
+        trainer = LabelPropagationTrainer(model=tiny_bert(), args=args, train_dataset=labeled,
+                                          unlabeled_dataset=unlabeled, processing_class=tokenizer)
+        trainer.train()
+        assert [r["epoch"] for r in trainer.propagations] == [0]  # once, before any training, never again
+        runs[fraction] = (trainer.propagations[0], set(trainer.pseudo["rows"].tolist()))
+    (full, all_rows), (half, kept) = runs[1.0], runs[0.5]
+    assert len(kept) == -(-len(all_rows) // 2) and kept < all_rows  # the same propagation (epoch 0), cut in half
+    assert half["mean_certainty"] > full["mean_certainty"]  # ...keeping the most certain rows
+
+
 def test_hidden_truth_never_reaches_a_loss(tmp_path, pools, tokenizer):
     labeled, unlabeled, _ = pools
     permuted = unlabeled.remove_columns("ssl_truth").add_column(
@@ -75,8 +91,9 @@ def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer):
     assert [r["epoch"] for r in resumed.propagations] == [2, 4, 6]
 
 
-@pytest.mark.parametrize("field,value", [("alpha", 1.0), ("propagate_every", 0), ("n_neighbors", 0),
-                                         ("min_certainty", 1.0), ("pooling", "max")])
+@pytest.mark.parametrize("field,value", [("alpha", 1.0), ("propagate_every", -1), ("n_neighbors", 0),
+                                         ("min_certainty", 1.0), ("pooling", "max"), ("certainty_fraction", 0.0),
+                                         ("certainty_fraction", 1.5)])
 def test_config_ranges(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         config(tmp_path, **{field: value})
