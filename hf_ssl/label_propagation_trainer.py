@@ -1,9 +1,11 @@
 """`LabelPropagationTrainer`: label propagation over the model's own embeddings, inside the training loop.
 
-After a labeled-only warm-up, every few epochs the current model embeds the labeled and unlabeled pools;
+After an optional labeled-only warm-up, the current model embeds the labeled and unlabeled pools;
 `LabelPropagator` spreads the labels over a kNN graph of those embeddings; training continues on labeled
-batches plus pseudo-labeled batches weighted by certainty and inverse class frequency (Iscen et al.,
-"Label Propagation for Deep Semi-supervised Learning", CVPR 2019).
+batches plus pseudo-labeled batches weighted by certainty and inverse class frequency, and the propagation
+repeats every few epochs if asked (Iscen et al., "Label Propagation for Deep Semi-supervised Learning",
+CVPR 2019). By default it runs once, before training, over the pretrained embeddings (see
+`LabelPropagationConfig` for the measurement behind that default).
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ class LabelPropagationTrainer(SSLTrainer):
     method_name = "label_propagation"
     method_title = "label propagation in the training loop"
     method_description = (
-        "After a labeled-only warm-up, every few epochs the model embeds the labeled and unlabeled pools, labels "
-        "spread over a kNN graph of those embeddings (label spreading), and training continues on labeled batches "
+        "The model embeds the labeled and unlabeled pools (after an optional labeled-only warm-up, and again every "
+        "few epochs if configured), labels spread over a kNN graph of those embeddings (label spreading), and "
+        "training continues on labeled batches "
         "plus pseudo-labeled batches weighted by certainty (1 - normalised entropy) and inverse class frequency "
         "(rescaled to mean 1)."
     )
