@@ -14,6 +14,7 @@ Three kinds of search, each returning (n, k) similarities and indices with the r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -41,6 +42,16 @@ def import_faiss() -> Any:
     except ImportError:
         return None
     return faiss
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Limit BLAS to one thread (threadpoolctl, when installed): small vector operations in iterative solvers and
+    k-means gain nothing from threads, and on a busy machine waking BLAS threads costs more than the work."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def as_numpy(a: Any) -> np.ndarray:

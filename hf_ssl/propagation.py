@@ -6,7 +6,6 @@ and everything downstream lives in ``scipy.sparse`` with O(n·k) memory.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, cg
 
-from .knn import KINDS, as_numpy, knn_search, normalised_rows
+from .knn import KINDS, as_numpy, knn_search, normalised_rows, single_threaded_blas
 
 __all__ = ["LabelPropagator"]
 
@@ -48,16 +47,6 @@ def _normalise_graph(W: sp.csr_matrix) -> sp.csr_matrix:
     row_of_entry = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
     S.data *= inv_sqrt[row_of_entry] * inv_sqrt[S.indices]
     return S
-
-
-def _single_threaded_blas() -> contextlib.AbstractContextManager:
-    """Limit BLAS to one thread: the solver's vector operations are too small to gain from threads, and on a busy
-    machine waking BLAS threads for every dot product costs more than the solve itself."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _spread(S: sp.csr_matrix, Y: np.ndarray, alpha: float, solver: str, max_iter: int,
@@ -293,7 +282,7 @@ class LabelPropagator:
         Y[np.flatnonzero(labeled), codes] = 1.0
 
         start = time.perf_counter()
-        with _single_threaded_blas():
+        with single_threaded_blas():
             F, self.n_iter_, self.converged_ = _spread(S, Y, float(self.alpha), self.solver, int(self.max_iter),
                                                        float(self.tol))
         self.timings_["solve"] = time.perf_counter() - start

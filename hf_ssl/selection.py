@@ -5,12 +5,11 @@ Similarities are cosine: rows are L2-normalised before clustering or nearest-rep
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 
-from .knn import BLOCK_ENTRIES, as_numpy, import_faiss
+from .knn import BLOCK_ENTRIES, as_numpy, import_faiss, single_threaded_blas
 
 __all__ = ["select_for_labeling", "propagate_cluster_labels"]
 
@@ -20,16 +19,6 @@ _INIT_SAMPLE_PER_CLUSTER = 20  # k-means++ seeding runs on at most max(20·k, 10
 _INIT_SAMPLE_MIN = 10000
 _KMEANS_ITERS = 20
 _TOP_PER_CENTROID = 16
-
-
-def _single_threaded_blas() -> contextlib.AbstractContextManager:
-    """Limit BLAS to one thread around loops of small products (k-means++ seeding, greedy fill): threads do not
-    pay off there, and on a busy machine waking them for every call is slower than the work itself."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _normalised_features(X: Any, name: str = "X") -> np.ndarray:
@@ -68,7 +57,7 @@ def _kmeans(Xn: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     n_init = min(n, max(_INIT_SAMPLE_PER_CLUSTER * k, _INIT_SAMPLE_MIN))
     sample = Xn if n_init == n else Xn[np.sort(rng.choice(n, size=n_init, replace=False))]
-    with _single_threaded_blas():
+    with single_threaded_blas():
         init, _ = kmeans_plusplus(sample, k, random_state=seed)
     init = np.ascontiguousarray(init, dtype=np.float32)
     faiss = import_faiss()
@@ -204,7 +193,7 @@ def select_for_labeling(X: Any, budget: int, strategy: str = "kmeans", probs: An
     _, first = np.unique(assign, return_index=True)  # candidates are sorted, so the first is the most uncertain
     chosen = sorted(first.tolist())
     if len(chosen) < budget:
-        with _single_threaded_blas():
+        with single_threaded_blas():
             chosen = _farthest_fill(Xc, chosen, budget - len(chosen))
     return candidates[np.asarray(chosen, dtype=np.int64)]
 

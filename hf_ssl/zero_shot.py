@@ -20,17 +20,11 @@ from typing import Any
 import numpy as np
 
 from .embeddings import encode
+from .knn import as_numpy
 
 __all__ = ["zero_shot_probabilities", "class_text_embeddings"]
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
-
-
-def _as_array(a: Any) -> np.ndarray:
-    """A numpy array from a numpy array, array-like or torch tensor."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().float().numpy()
-    return np.asarray(a)
 
 
 def _check_dual_encoder(model: Any) -> None:
@@ -82,7 +76,7 @@ def _logit_scale(model: Any, temperature: float | None) -> float:
     scale = getattr(model, "logit_scale", None)
     if scale is None:
         raise ValueError(f"{type(model).__name__} has no logit_scale: pass temperature=")
-    return float(np.exp(float(_as_array(scale).reshape(()))))
+    return float(np.exp(float(as_numpy(scale).reshape(()))))
 
 
 def _unit_rows(a: np.ndarray) -> np.ndarray:
@@ -147,7 +141,7 @@ def zero_shot_probabilities(model: Any, processing_class: Any, class_names: Sequ
     _check_dual_encoder(model)
     _check_prompts(class_names, templates)
     scale = _logit_scale(model, temperature)
-    images = _as_array(image_embeddings)
+    images = as_numpy(image_embeddings)
     if images.ndim != 2 or images.shape[0] < 1 or images.shape[1] < 1:
         raise ValueError(f"image_embeddings must be a 2-D (n, d) array with n >= 1, got shape {images.shape}")
     if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
