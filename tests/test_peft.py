@@ -11,6 +11,18 @@ from peft import LoraConfig, PeftModel
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
 
 
+def assert_frozen_base_unchanged(trained: dict[str, torch.Tensor], base_before: dict[str, torch.Tensor]) -> None:
+    """Every frozen weight of the PEFT-wrapped model equals the same weight of the model before training."""
+    checked = 0
+    for name, value in trained.items():
+        if not value.requires_grad and "lora_" not in name and "modules_to_save" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            if key in base_before:
+                assert torch.equal(value, base_before[key]), f"frozen {name} changed"
+                checked += 1
+    assert checked > 0, "no frozen base weight was matched to the model before training"
+
+
 def test_lora_self_training_saves_adapter_that_merges_identically(tmp_path, pools, tokenizer):
     labeled, unlabeled, evaluation = pools
     base_before = {k: v.clone() for k, v in tiny_bert().named_parameters()}
@@ -24,11 +36,7 @@ def test_lora_self_training_saves_adapter_that_merges_identically(tmp_path, pool
     trained = dict(trainer.model.named_parameters())
     trainable = {k for k, v in trained.items() if v.requires_grad}
     assert any("lora_" in k for k in trainable) and any("classifier" in k for k in trainable)
-    for name, value in trained.items():
-        if not value.requires_grad and "lora_" not in name and "modules_to_save" not in name:
-            key = name.replace("base_model.model.", "").replace(".base_layer", "")
-            if key in base_before:
-                assert torch.equal(value, base_before[key]), f"frozen {name} changed"
+    assert_frozen_base_unchanged(trained, base_before)
     trainer.save_model()
     folder = tmp_path / "lora"
     assert (folder / "adapter_model.safetensors").exists() and (folder / "adapter_config.json").exists()
@@ -83,11 +91,7 @@ def test_lora_on_real_minilm_with_label_propagation_merges_identically(tmp_path)
     trained = dict(trainer.model.named_parameters())
     moved = {k for k, v in trained.items() if v.requires_grad}
     assert any("lora_B" in k for k in moved) and any("classifier" in k for k in moved)
-    for name, value in trained.items():
-        if not value.requires_grad and "lora_" not in name and "modules_to_save" not in name:
-            key = name.replace("base_model.model.", "").replace(".base_layer", "")
-            if key in base_before:
-                assert torch.equal(value, base_before[key]), f"frozen {name} changed"
+    assert_frozen_base_unchanged(trained, base_before)
     lora_b = [v for k, v in trained.items() if "lora_B" in k]
     assert any(v.abs().max() > 0 for v in lora_b)  # LoRA's B starts at zero: the adapter really trained
     trainer.save_model()
