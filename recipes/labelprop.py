@@ -117,6 +117,8 @@ def main() -> None:
     state.wait_for_everyone()
     if args.finetune:
         finetune(args, path, load_from_disk(export), raw.get("test"))
+    state.wait_for_everyone()  # under accelerate launch: leave together, with the process group torn down (a
+    state.destroy_process_group()  # process exiting while another's gloo threads still run can abort it)
 
 
 def propagate_and_export(args: LabelPropArguments, model, tokenizer, train, X: np.ndarray, export: str) -> None:

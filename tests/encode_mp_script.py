@@ -45,6 +45,8 @@ def main(tokenizer_dir: str, out: str, n: int) -> None:
     with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
         json.dump({"num_processes": accelerator.num_processes, "forward_calls": before,
                    "forward_calls_on_cache_hit": calls[0] - before}, handle)
+    accelerator.wait_for_everyone()  # exit together, with the process group torn down: a rank leaving while
+    accelerator.state.destroy_process_group()  # gloo threads still run aborts the other ("terminate called ...")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
               "unlabeled_batches": trainer.unlabeled_batches_consumed}
     with open(os.path.join(out, f"rank{args.process_index}.json"), "w") as handle:
         json.dump(record, handle)
+    trainer.accelerator.wait_for_everyone()  # exit together, process group torn down: a rank leaving while
+    trainer.accelerator.state.destroy_process_group()  # gloo threads run aborts the other ("terminate called")
 
 
 if __name__ == "__main__":
