@@ -40,9 +40,15 @@ def _unwrap_peft(model: Any) -> Any:
     return get_base_model() if callable(get_base_model) and hasattr(model, "peft_config") else model
 
 
+def is_dual_encoder(model: Any) -> bool:
+    """Whether ``model`` has both a text and an image tower (``get_text_features`` and ``get_image_features``), as
+    ``CLIPModel`` and ``VisionTextDualEncoderModel`` do."""
+    return callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None))
+
+
 def _model_kind(model: Any) -> str:
     """"dual" (CLIP-like: text and image feature methods), "text" or "vision" (by the base model's main input)."""
-    if callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None)):
+    if is_dual_encoder(model):
         return "dual"
     base = getattr(model, "base_model", model)
     main_input = getattr(base, "main_input_name", getattr(model, "main_input_name", "input_ids"))

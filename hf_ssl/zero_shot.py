@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .embeddings import encode
+from .embeddings import encode, is_dual_encoder
 from .knn import as_numpy
 
 __all__ = ["zero_shot_probabilities", "class_text_embeddings"]
@@ -28,8 +28,7 @@ DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
 
 def _check_dual_encoder(model: Any) -> None:
-    if not (callable(getattr(model, "get_text_features", None))
-            and callable(getattr(model, "get_image_features", None))):
+    if not is_dual_encoder(model):
         raise ValueError(f"model must be a dual encoder with get_text_features and get_image_features (CLIPModel, "
                          f"VisionTextDualEncoderModel), got {type(model).__name__}")
 

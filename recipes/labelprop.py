@@ -40,6 +40,7 @@ from hf_ssl import (
     zero_shot_probabilities,
 )
 from hf_ssl.cli import parse_args
+from hf_ssl.embeddings import is_dual_encoder
 
 
 @dataclass
@@ -100,7 +101,7 @@ def main() -> None:
         train = train.shuffle(seed=args.seed).select(range(args.max_rows))
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path)
-    dual = callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None))
+    dual = is_dual_encoder(model)
     if args.zero_shot_prior and not dual:
         raise SystemExit(f"--zero_shot_prior needs a dual encoder (CLIPModel, VisionTextDualEncoderModel), got "
                          f"{type(model).__name__}")
