@@ -84,7 +84,8 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
     common = dict(output_dir=os.path.join(args.workdir, f"{args.dataset}-{arm}-{seed}"), seed=seed, report_to="none",
                   save_strategy="no", disable_tqdm=True, per_device_train_batch_size=args.batch_size,
                   learning_rate=args.learning_rate, num_train_epochs=args.epochs, logging_steps=10,
-                  per_device_eval_batch_size=64, lr_scheduler_type="linear", warmup_steps=0)
+                  per_device_eval_batch_size=64, lr_scheduler_type="linear", warmup_steps=0,
+                  head_init=args.head_init)
     kwargs = dict(model=model, eval_dataset=test, processing_class=processor, compute_metrics=classification_metrics)
     if arm == "labeled_only" and args.dataset == "fashion_mnist":
         # Labeled-only with the same weak view (flip + crop) of labeled images as the consistency arms:
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--full_epochs", type=float, default=2)
     parser.add_argument("--full_learning_rate", type=float, default=5e-5)
     parser.add_argument("--mu", type=float, default=1.0)
+    parser.add_argument("--head_init", choices=("random", "linear_probe"), default="random",
+                        help="every arm's head: as built, or a linear probe fitted on the labeled pool (LP-FT)")
     parser.add_argument("--config", default="{}", help='JSON {"all": {...}, "<method>": {...}} config overrides')
     parser.add_argument("--workdir", default="/tmp/hf_ssl_bench")
     parser.add_argument("--out", default=None)

@@ -20,6 +20,9 @@ class SSLConfig(TrainingArguments):
         unlabeled_loss_weight: λ, weight of the unlabeled loss term against the labeled loss.
         truth_column: column of the unlabeled pool holding hidden true labels, used for monitoring
             only (pseudo-label accuracy); it never reaches a loss.
+        head_init: how the classification head starts: ``"random"`` (as the model was built) or
+            ``"linear_probe"`` (LP-FT: fitted as a logistic regression on the frozen features of the labeled pool
+            before any training; see `hf_ssl.head_init`).
         logging_steps: as in `TrainingArguments`, with a smaller default suited to small label budgets.
     """
 
@@ -32,6 +35,11 @@ class SSLConfig(TrainingArguments):
     truth_column: str = field(
         default="ssl_truth",
         metadata={"help": "Hidden true-label column of the unlabeled pool, for monitoring only; never trained on."},
+    )
+    head_init: str = field(
+        default="random",
+        metadata={"help": "Classification head start: 'random' (as built) or 'linear_probe' (LP-FT: a logistic "
+                          "regression on the frozen features of the labeled pool, fitted before training)."},
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Batch size per device for evaluation."})
@@ -47,6 +55,9 @@ class SSLConfig(TrainingArguments):
             raise ValueError(
                 f"unlabeled_loss_weight (λ) must be a finite number >= 0, got {self.unlabeled_loss_weight}."
             )
+
+        if self.head_init not in ("random", "linear_probe"):
+            raise ValueError(f"head_init must be 'random' or 'linear_probe', got {self.head_init!r}.")
 
     def unlabeled_batch_size(self) -> int:
         """Per-device size of an unlabeled batch: round(μ × per_device_train_batch_size), at least 1."""

@@ -21,13 +21,21 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .collators import SSL_COLUMNS, SSLDataCollator
+from .head_init import init_head_from_probe
 from .losses import soft_cross_entropy
 from .model_card import render_model_card
 from .peft_utils import wrap_with_peft
 from .sampling import UnlabeledBatchSampler
 from .ssl_config import SSLConfig
 from .state import load_ssl_state, save_ssl_state, write_text_atomic
-from .validation import LABEL_COLUMNS, check_label_names, check_labeled_pool, check_model_inputs, check_unlabeled_pool
+from .validation import (
+    LABEL_COLUMNS,
+    check_label_names,
+    check_labeled_pool,
+    check_model_inputs,
+    check_unlabeled_pool,
+    label_column_of,
+)
 
 logger = get_logger(__name__)
 
@@ -95,6 +103,21 @@ class SSLTrainer(Trainer):
         self.labeled_counts: np.ndarray | None = None
         self.card_datasets: list[str] = []
         self._validate_pools()
+        self.head_init_record: dict[str, Any] | None = None
+        if args.head_init == "linear_probe" and self.train_dataset is not None:
+            self.head_init_record = self.init_head_from_probe()
+
+    def init_head_from_probe(self) -> dict[str, Any]:
+        """Fit the classification head as a linear probe on the labeled pool (``head_init="linear_probe"``).
+
+        Every process fits the same probe on the whole labeled pool (eval mode, deterministic), so the ranks agree.
+        """
+        columns = [*self.model_input_columns(self.train_dataset), label_column_of(self.train_dataset)]
+        loader = DataLoader(self.train_dataset.select_columns(columns), batch_size=self.args.per_device_eval_batch_size,
+                            collate_fn=self.data_collator)
+        record = init_head_from_probe(self.model, loader, self.num_labels)
+        logger.info(f"head_init='linear_probe': {record}", main_process_only=True)
+        return record
 
     # ----------------------------------------------------------------- validation
     @property
@@ -295,7 +318,7 @@ class SSLTrainer(Trainer):
         return {"learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
                 "per_device_train_batch_size": args.per_device_train_batch_size,
                 "unlabeled_batch_ratio": args.unlabeled_batch_ratio,
-                "unlabeled_loss_weight": args.unlabeled_loss_weight, "seed": args.seed}
+                "unlabeled_loss_weight": args.unlabeled_loss_weight, "head_init": args.head_init, "seed": args.seed}
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | list[str] | None = None,
                           eval_results: dict[str, float] | None = None, **kwargs: Any) -> None:
