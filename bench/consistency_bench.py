@@ -4,7 +4,10 @@
 Every arm trains the same model with the same optimizer, schedule, epochs over the labeled pool and
 labeled batch size; consistency arms add μ× unlabeled rows per step, and ``label_propagation``
 (`LabelPropagationTrainer`, not run by default) adds μ× pseudo-labeled rows after its labeled-only warm-up.
-``full_label`` fine-tunes on the whole training split (the ceiling of the "gap closed" figure). Results are appended
+``full_label`` fine-tunes on the whole training split (the ceiling of the "gap closed" figure). ``--head_init
+linear_probe`` starts every arm from a linear-probe head (LP-FT); ``labeled_only_random_head`` then adds the
+labeled-only baseline with the model's own head, and gains are measured against the better of the two labeled-only
+baselines (by mean). Results are appended
 to ``--out`` after every run, and runs already there are skipped, so the script can be stopped and restarted.
 
     python bench/consistency_bench.py --dataset r8 --seeds 0 1 2

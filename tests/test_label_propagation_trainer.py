@@ -97,3 +97,29 @@ def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer):
 def test_config_ranges(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         config(tmp_path, **{field: value})
+
+
+def test_label_propagation_trainer_on_an_image_model(tmp_path):
+    """Pixel pools: the ViT embeds both pools, labels spread, and the pseudo-labels follow the image classes."""
+    from datasets import Array3D, ClassLabel, Dataset, Features
+    from transformers import Dinov2Config, Dinov2ForImageClassification
+
+    from hf_ssl import sample_per_class
+
+    torch.manual_seed(0)
+    model = Dinov2ForImageClassification(Dinov2Config(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, num_labels=2))
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 30)
+    pixels = rng.normal(size=(60, 3, 16, 16)).astype(np.float32) + labels[:, None, None, None] * 3.0
+    features = Features({"pixel_values": Array3D((3, 16, 16), "float32"), "label": ClassLabel(names=["a", "b"])})
+    data = Dataset.from_dict({"pixel_values": pixels, "label": labels.tolist()}, features=features)
+    labeled, unlabeled = sample_per_class(data, k=3, seed=0)
+    config = LabelPropagationConfig(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=2,
+                                    n_neighbors=5, report_to="none", use_cpu=True)
+    trainer = LabelPropagationTrainer(model=model, args=config, train_dataset=labeled, unlabeled_dataset=unlabeled)
+    trainer.train()
+    record = trainer.propagations[0]
+    assert record["pseudo_labeled"] == len(unlabeled)
+    assert record["pseudo_label_accuracy"] >= 0.9
