@@ -106,7 +106,10 @@ class ConsistencyTrainer(SSLTrainer):
             self.add_callback(_EMAUpdate(self))
         self.num_weak_views = config.mixmatch_num_views if config.method == "mixmatch" else 1
         strong_columns = tuple(c for c in unlabeled.column_names if c.startswith(config.strong_view_prefix or "\0"))
-        collator = ConsistencyCollator(self.data_collator, self.augmenter if config.augment_in == "collator" else None,
+        self.augment_in = config.augment_in
+        if self.augment_in == "auto":
+            self.augment_in = "collator" if config.device.type == "cpu" else "step"
+        collator = ConsistencyCollator(self.data_collator, self.augmenter if self.augment_in == "collator" else None,
                                        self.num_weak_views, config.strong_view_prefix, config.truth_column)
         self.set_unlabeled_stream(unlabeled, name="unlabeled", collate_fn=collator, extra_columns=strong_columns)
         self.epoch_records: list[dict[str, Any]] = []

@@ -81,7 +81,7 @@ def test_image_model_trains(tmp_path):
 
 @pytest.mark.parametrize("overrides", [
     dict(method="fixmatch", threshold_strategy="flexmatch", threshold=0.5, use_ema_teacher=True,
-         distribution_alignment=True),
+         distribution_alignment=True, augment_in="step"),
     dict(method="mixmatch", threshold_strategy="freematch", eval_with_ema=True),
     dict(method="uda", threshold_strategy="softmatch", augment_in="collator", weak_augment="token_dropout"),
 ])
@@ -170,5 +170,16 @@ def test_remove_unused_columns_keeps_the_row_index_and_strong_views(tmp_path, po
                                  unlabeled_dataset=strong, processing_class=tokenizer)
     trainer.train()
     assert (trainer.masker.state["row_class"] >= 0).any()
+    batch = trainer.next_unlabeled_batch()  # augment_in="auto" on CPU: the collator made the views
+    assert batch["strong"]["input_ids"].shape[1] == 5  # the precomputed strong view, not an augmented one
+
+
+@pytest.mark.parametrize("placement,expected", [("auto", "collator"), ("step", "step"), ("collator", "collator")])
+def test_augment_in_auto_augments_in_the_collator_on_cpu(tmp_path, pools, tokenizer, placement, expected):
+    labeled, unlabeled, _ = pools
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, augment_in=placement),
+                                 train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    assert trainer.augment_in == expected
     batch = trainer.next_unlabeled_batch()
-    assert "strong_input_ids" in batch and batch["strong_input_ids"].shape[1] == 5
+    # Views are made by the stream's collator only when augmenting there; otherwise in the step.
+    assert ("weak" in batch) == (expected == "collator")
