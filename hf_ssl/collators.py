@@ -32,7 +32,8 @@ class SSLDataCollator:
         batch = self.base([{k: v for k, v in f.items() if k not in extras} for f in features])
         for name, values in extras.items():
             dtype = torch.long if name in ("ssl_index", self.truth_column) else torch.float32
-            batch[name] = torch.as_tensor(values, dtype=dtype)
+            # Rows of a torch-formatted dataset hold tensors (e.g. ssl_target vectors): stack them row by row.
+            batch[name] = torch.stack([torch.as_tensor(v, dtype=dtype) for v in values])
         return batch
 
 
