@@ -12,6 +12,8 @@ to ``--out`` after every run, and runs already there are skipped, so the script 
 
     python bench/consistency_bench.py --dataset r8 --seeds 0 1 2
     python bench/consistency_bench.py --dataset fashion_mnist --seeds 0 1 2
+    python bench/consistency_bench.py --dataset r8 --arms fixmatch@softmatch \
+        --config '{"fixmatch@softmatch": {"threshold_strategy": "softmatch"}}'
     python bench/consistency_bench.py --dataset r8 --arms labeled_only label_propagation \
         --out bench/results/label_propagation_trainer_r8.json
 """
@@ -111,7 +113,7 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
         trainer = LabelPropagationTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
     else:
         overrides = json.loads(args.config).get(arm, {})
-        config = ConsistencyConfig(**common, method=arm, unlabeled_batch_ratio=args.mu,
+        config = ConsistencyConfig(**common, method=arm.split("@")[0], unlabeled_batch_ratio=args.mu,
                                    **{**json.loads(args.config).get("all", {}), **overrides})
         trainer = ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
     start = time.time()
@@ -168,7 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("r8", "fashion_mnist"), default="r8")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=list(CONSISTENCY_ARMS), choices=ARMS)
+    parser.add_argument("--arms", nargs="+", default=list(CONSISTENCY_ARMS),
+                        help=f"from {ARMS}; a variant of a method is <method>@<name>, configured by --config's "
+                             '"<method>@<name>" key (e.g. fixmatch@softmatch)')
     parser.add_argument("--labels_per_class", type=int, default=None, help="default 5 (r8) / 4 (fashion_mnist)")
     parser.add_argument("--max_unlabeled", type=int, default=1500)
     parser.add_argument("--max_length", type=int, default=64)
@@ -187,6 +191,10 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/hf_ssl_bench")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    unknown = [a for a in args.arms if a.split("@")[0] not in ARMS or ("@" in a and a.split("@")[0] not in
+                                                                        CONSISTENCY_ARMS[1:])]
+    if unknown:
+        parser.error(f"unknown arms {unknown}: choose from {ARMS}, or <consistency method>@<name> for a variant")
     if args.labels_per_class is None:
         args.labels_per_class = 5 if args.dataset == "r8" else 4
     if args.dataset == "fashion_mnist" and args.test_rows < 0:
