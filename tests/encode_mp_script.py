@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from conftest import WORDS, tiny_bert  # noqa: E402
 from datasets import Dataset  # noqa: E402
+from mp_launch import exit_together  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 from hf_ssl import encode  # noqa: E402
@@ -45,8 +46,7 @@ def main(tokenizer_dir: str, out: str, n: int) -> None:
     with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
         json.dump({"num_processes": accelerator.num_processes, "forward_calls": before,
                    "forward_calls_on_cache_hit": calls[0] - before}, handle)
-    accelerator.wait_for_everyone()  # exit together, with the process group torn down: a rank leaving while
-    accelerator.state.destroy_process_group()  # gloo threads still run aborts the other ("terminate called ...")
+    exit_together(accelerator)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
 from conftest import text_pool, tiny_bert  # noqa: E402
+from mp_launch import exit_together  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 import hf_ssl.label_propagation_trainer as lp_module  # noqa: E402
@@ -67,8 +68,7 @@ def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
     with open(os.path.join(out, f"rank{args.process_index}.json"), "w") as handle:
         json.dump(record, handle)
     np.savez(os.path.join(out, f"rank{args.process_index}_embeddings.npz"), *EMBEDDINGS)
-    trainer.accelerator.wait_for_everyone()  # exit together, process group torn down: a rank leaving while
-    trainer.accelerator.state.destroy_process_group()  # gloo threads run aborts the other ("terminate called")
+    exit_together(trainer.accelerator)
 
 
 if __name__ == "__main__":
