@@ -39,7 +39,7 @@ from hf_ssl import (
     select_for_labeling,
     zero_shot_probabilities,
 )
-from hf_ssl.cli import parse_args
+from hf_ssl.cli import leave_together, parse_args
 from hf_ssl.embeddings import is_dual_encoder
 
 
@@ -118,8 +118,7 @@ def main() -> None:
     state.wait_for_everyone()
     if args.finetune:
         finetune(args, path, load_from_disk(export), raw.get("test"))
-    state.wait_for_everyone()  # under accelerate launch: leave together, with the process group torn down (a
-    state.destroy_process_group()  # process exiting while another's gloo threads still run can abort it)
+    leave_together(state)
 
 
 def propagate_and_export(args: LabelPropArguments, model, tokenizer, train, X: np.ndarray, export: str) -> None:

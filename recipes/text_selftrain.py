@@ -15,7 +15,7 @@ import os
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
-from hf_ssl.cli import PeftArguments, TextDataArguments, parse_args
+from hf_ssl.cli import PeftArguments, TextDataArguments, leave_together, parse_args
 from hf_ssl.metrics import classification_metrics
 
 
@@ -47,6 +47,7 @@ def main() -> None:
         print(f"labeled-only accuracy:  {labeled_only:.4f}" if labeled_only is not None else "labeled-only: n/a")
         print(f"self-training accuracy: {final['eval_accuracy']:.4f}")
         print(f"model, tokenizer and card saved to {config.output_dir}")
+    leave_together(trainer.accelerator)
 
 
 if __name__ == "__main__":

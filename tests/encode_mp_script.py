@@ -13,10 +13,10 @@ import numpy as np  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from conftest import WORDS, tiny_bert  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from mp_launch import exit_together  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 from hf_ssl import encode  # noqa: E402
+from hf_ssl.cli import leave_together  # noqa: E402
 
 
 def variable_texts(n: int, seed: int = 0) -> list[str]:
@@ -46,7 +46,7 @@ def main(tokenizer_dir: str, out: str, n: int) -> None:
     with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
         json.dump({"num_processes": accelerator.num_processes, "forward_calls": before,
                    "forward_calls_on_cache_hit": calls[0] - before}, handle)
-    exit_together(accelerator)
+    leave_together(accelerator)
 
 
 if __name__ == "__main__":

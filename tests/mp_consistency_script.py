@@ -10,10 +10,10 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from conftest import text_pool, tiny_bert  # noqa: E402
-from mp_launch import exit_together  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, sample_per_class  # noqa: E402
+from hf_ssl.cli import leave_together  # noqa: E402
 from hf_ssl.metrics import classification_metrics  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
               "first_step": trainer.state.log_history[0]}
     with open(os.path.join(out, f"rank{args.process_index}.json"), "w") as handle:
         json.dump(record, handle)
-    exit_together(trainer.accelerator)
+    leave_together(trainer.accelerator)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
 from conftest import text_pool, tiny_bert  # noqa: E402
-from mp_launch import exit_together  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 import hf_ssl.label_propagation_trainer as lp_module  # noqa: E402
 from hf_ssl import LabelPropagationConfig, LabelPropagationTrainer, sample_per_class  # noqa: E402
+from hf_ssl.cli import leave_together  # noqa: E402
 from hf_ssl.metrics import classification_metrics  # noqa: E402
 
 EMBEDDINGS: list[np.ndarray] = []
@@ -68,7 +68,7 @@ def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
     with open(os.path.join(out, f"rank{args.process_index}.json"), "w") as handle:
         json.dump(record, handle)
     np.savez(os.path.join(out, f"rank{args.process_index}_embeddings.npz"), *EMBEDDINGS)
-    exit_together(trainer.accelerator)
+    leave_together(trainer.accelerator)
 
 
 if __name__ == "__main__":

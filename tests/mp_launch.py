@@ -19,13 +19,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def exit_together(accelerator: Any) -> None:
-    """End a multi-process script: wait for every rank, then tear the process group down. A rank that leaves while
-    another's gloo threads still run aborts that other one ("terminate called without an active exception")."""
-    accelerator.wait_for_everyone()
-    accelerator.state.destroy_process_group()
-
-
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

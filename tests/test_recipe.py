@@ -79,3 +79,15 @@ def test_consistency_recipes_run_offline_and_save_model_and_card(tmp_path, recip
     assert summary["labeled"] > 0 and summary["unlabeled"] == 40 and summary["test"] == 40
     assert 0 <= summary["accuracy"] <= 1 and 0 <= summary["labeled_only_accuracy"] <= 1
     assert (out / "model.safetensors").exists() and "hf_ssl" in (out / "README.md").read_text()
+
+
+def test_leave_together_does_nothing_in_one_process():
+    from hf_ssl.cli import leave_together
+
+    class OneProcess:
+        num_processes = 1
+
+        def wait_for_everyone(self) -> None:
+            raise AssertionError("a single process has nobody to wait for")
+
+    leave_together(OneProcess(), grace=0)
