@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .graph_config import GraphConfig
 from .ssl_config import SSLConfig
 from .thresholds import THRESHOLD_STRATEGIES
 
@@ -26,7 +27,7 @@ _DEFAULTS = {
 
 
 @dataclass
-class ConsistencyConfig(SSLConfig):
+class ConsistencyConfig(SSLConfig, GraphConfig):
     """`SSLConfig` for consistency regularization (FixMatch, UDA, Mean Teacher, Π-model, MixMatch).
 
     Each step trains on a labeled batch plus μ× as many unlabeled rows: targets come from a weak view
@@ -72,6 +73,12 @@ class ConsistencyConfig(SSLConfig):
         randaugment_n: RandAugment operations per image (strong image view).
         randaugment_m: RandAugment magnitude in [0, 30].
         cutout: side of the cutout square as a fraction of the image side.
+        graph_prior_weight: w > 0 mixes, into every weak-view target, the class that label spreading over the
+            model's own embeddings of both pools gives the row: (1 − w)·p + w·onehot(graph class), before the
+            threshold (memory-smoothed pseudo-labels, as in CoMatch, Li et al., ICCV 2021). 0 turns it off.
+        graph_prior_every: epochs between graph rebuilds with the current model; 0 builds it once, before training,
+            from the pretrained embeddings.
+        n_neighbors, alpha, power, pooling, encode_batch_size: that graph (`GraphConfig`).
     """
 
     method: str = field(default="fixmatch", metadata={"help": f"One of {METHODS}."})
@@ -110,6 +117,9 @@ class ConsistencyConfig(SSLConfig):
     cutout: float = field(default=0.5, metadata={"help": "Cutout side as a fraction of the image side."})
     num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
+    graph_prior_weight: float = field(default=0.0, metadata={
+        "help": "Weight in [0, 1] of the label-spreading class mixed into weak-view targets (0: off)."})
+    graph_prior_every: int = field(default=0, metadata={"help": "Epochs between graph rebuilds (0: once)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,6 +160,11 @@ class ConsistencyConfig(SSLConfig):
             raise ValueError(f"augment_in must be 'step', 'collator' or 'auto', got {self.augment_in!r}.")
         if self.softmatch_n_sigma <= 0:
             raise ValueError(f"softmatch_n_sigma must be > 0, got {self.softmatch_n_sigma}.")
+        if not (math.isfinite(self.graph_prior_weight) and 0 <= self.graph_prior_weight <= 1):
+            raise ValueError(f"graph_prior_weight must be in [0, 1], got {self.graph_prior_weight}; e.g. 0.5.")
+        if self.graph_prior_every < 0:
+            raise ValueError(f"graph_prior_every must be >= 0 epochs (0: once), got {self.graph_prior_every}.")
+        self.check_graph()
         unknown = [op for op in self.strong_augment_ops if op not in TEXT_OPS]
         if unknown:
             raise ValueError(f"strong_augment_ops has unknown operations {unknown}; choose from {TEXT_OPS}.")

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from .collators import SSL_COLUMNS, ConsistencyCollator, concat_inputs, make_views
 from .consistency_config import ConsistencyConfig
 from .ema import EMATeacher
-from .losses import align_distribution, consistency_loss, entropy_loss, mixup, sharpen
+from .losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
 from .ssl_trainer import SSLTrainer
 from .thresholds import ConfidenceMasker
 
@@ -115,6 +115,10 @@ class ConsistencyTrainer(SSLTrainer):
         self.epoch_records: list[dict[str, Any]] = []
         self._epoch_sums: dict[str, tuple[float, int]] = {}
         self.add_callback(_EpochRecord(self))
+        self.graph_labels: torch.Tensor | None = None  # class per unlabeled row from label spreading, -1 for none
+        self.graph_records: list[dict[str, Any]] = []
+        if config.graph_prior_weight > 0:
+            self.add_callback(_GraphPriorAtEpochBegin(self))
 
     def _default_augmenter(self, mlm_model: Any) -> Any:
         """`ImageAugmenter` for pixel inputs, else `TextAugmenter` from the tokenizer."""
@@ -155,7 +159,7 @@ class ConsistencyTrainer(SSLTrainer):
         if "weak" not in batch:
             batch = make_views(batch, self.augmenter, self.num_weak_views, config.strong_view_prefix,
                                (*SSL_COLUMNS, config.truth_column))
-        probs = self._weak_view_probs(model, batch["weak"])
+        probs = self._weak_view_probs(model, batch["weak"], batch["ssl_index"])
         all_probs = self._gather(probs)  # every process keeps the same threshold state
         all_weights = self.masker(all_probs, self._gather(batch["ssl_index"])).to(probs.device)
         weights = all_weights[self._local_rows(probs.shape[0])]
@@ -184,8 +188,9 @@ class ConsistencyTrainer(SSLTrainer):
                      None if truth is None else self._gather(truth))
         return (loss, outputs) if return_outputs else loss
 
-    def _weak_view_probs(self, model: Any, weak_views: list[dict[str, Any]]) -> torch.Tensor:
-        """Detached targets' base: mean softmax over weak views (teacher or student), aligned if asked."""
+    def _weak_view_probs(self, model: Any, weak_views: list[dict[str, Any]], index: torch.Tensor) -> torch.Tensor:
+        """Detached targets' base: mean softmax over weak views (teacher or student), aligned if asked, mixed with
+        the graph's classes of the rows (``index``: their positions in the unlabeled pool) if asked."""
         config = self.args
         unwrapped = self.accelerator.unwrap_model(model)
         with torch.no_grad():
@@ -198,7 +203,28 @@ class ConsistencyTrainer(SSLTrainer):
                 mean = self._gather(probs).mean(dim=0).cpu()
                 self.model_prior = config.alignment_momentum * self.model_prior + (1 - config.alignment_momentum) * mean
                 probs = align_distribution(probs, self.model_prior.to(probs.device), self.target_prior.to(probs.device))
+            if self.graph_labels is not None:
+                graph = self.graph_labels[index.cpu()].to(probs.device)
+                probs = mix_graph_prior(probs, graph, config.graph_prior_weight)
         return probs
+
+    def build_graph_prior(self, epoch: int = 0) -> dict[str, Any]:
+        """Spread the labels over a kNN graph of the current model's embeddings of both pools; the classes become
+        the graph prior of the weak-view targets (``graph_prior_weight``).
+
+        Args:
+            epoch: the epoch this graph precedes (recorded).
+        """
+        spread = self.spread_labels()
+        graph = spread.transduction_[len(self.train_dataset):]
+        self.graph_labels = torch.as_tensor(graph, dtype=torch.long)
+        record: dict[str, Any] = {"epoch": epoch, "rows": int((graph >= 0).sum())}
+        truth = self.truth_labels()
+        if truth is not None:
+            record["graph_accuracy"] = float((graph == truth).mean())
+        self.graph_records.append(record)
+        self.log({f"ssl_graph_{k}": float(v) for k, v in record.items()})
+        return record
 
     def _mixmatch(self, model: Any, inputs: dict[str, Any], labels: torch.Tensor, weak_views: list[dict[str, Any]],
                   probs: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -288,6 +314,9 @@ class ConsistencyTrainer(SSLTrainer):
             "epoch_sums": {k: list(v) for k, v in self._epoch_sums.items()}}
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.graph_labels is not None:
+            state["graph_labels"] = self.graph_labels.clone()
+            state["graph_records"] = self.graph_records
         return state
 
     def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
@@ -305,6 +334,9 @@ class ConsistencyTrainer(SSLTrainer):
             if "ema" not in state:
                 raise ValueError("the checkpoint has no EMA teacher state; resume with the same use_ema_teacher.")
             self.ema.load_state_dict(state["ema"])
+        if "graph_labels" in state:
+            self.graph_labels = state["graph_labels"].clone()
+            self.graph_records = list(state["graph_records"])
 
     def card_hyperparameters(self) -> dict[str, Any]:
         args = self.args
@@ -312,7 +344,8 @@ class ConsistencyTrainer(SSLTrainer):
             "method": args.method, "threshold_strategy": args.threshold_strategy, "threshold": args.threshold,
             "temperature": args.temperature, "consistency_loss": args.consistency_loss,
             "use_ema_teacher": args.use_ema_teacher, "distribution_alignment": args.distribution_alignment,
-            "unlabeled_loss_warmup_steps": args.unlabeled_loss_warmup_steps, "entropy_weight": args.entropy_weight}
+            "unlabeled_loss_warmup_steps": args.unlabeled_loss_warmup_steps, "entropy_weight": args.entropy_weight,
+            "graph_prior_weight": args.graph_prior_weight}
 
     def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
         header = ["epoch", "unlabeled rows used (mask rate)", "mean confidence", "mean threshold",
@@ -334,3 +367,18 @@ class _EpochRecord(TrainerCallback):
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer.close_epoch_record(state.epoch or 0.0)
+
+
+class _GraphPriorAtEpochBegin(TrainerCallback):
+    """Builds the graph prior before training, and again every ``graph_prior_every`` epochs if asked."""
+
+    def __init__(self, trainer: ConsistencyTrainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        every = args.graph_prior_every
+        due = epoch == 0 if every == 0 else epoch % every == 0
+        built = self.trainer.graph_records[-1]["epoch"] if self.trainer.graph_records else -1
+        if due and epoch > built:
+            self.trainer.build_graph_prior(epoch)

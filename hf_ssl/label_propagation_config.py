@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .graph_config import GraphConfig
 from .ssl_config import SSLConfig
 
 
 @dataclass
-class LabelPropagationConfig(SSLConfig):
+class LabelPropagationConfig(SSLConfig, GraphConfig):
     """`SSLConfig` for label propagation in the training loop (Iscen et al., CVPR 2019).
 
     After ``warmup_epochs`` of labeled-only training, the current model embeds the labeled and unlabeled pools,
@@ -31,31 +32,22 @@ class LabelPropagationConfig(SSLConfig):
     Args:
         warmup_epochs: labeled-only epochs before the first propagation.
         propagate_every: epochs between propagations; 0 propagates once, after the warm-up.
-        n_neighbors: k of the kNN graph.
-        alpha: label-spreading α in (0, 1).
-        power: edge weight = max(cos, 0) ** power.
-        pooling: embedding pooling ("auto", "mean", "cls", "pooler").
+        n_neighbors, alpha, power, pooling, encode_batch_size: the graph (`GraphConfig`).
         min_certainty: drop pseudo-labels whose certainty is below this value.
         certainty_fraction: keep only this fraction of the pseudo-labels, the most certain ones (1: all).
         class_weighting: weight pseudo-labels by inverse class frequency.
         soft_labels: train on the propagated distributions instead of their argmax.
         head_init: as in `SSLConfig`, with ``"linear_probe"`` as this method's default.
-        encode_batch_size: batch size of the embedding passes.
     """
 
     warmup_epochs: float = field(default=0.0, metadata={"help": "Labeled-only epochs before propagating."})
     propagate_every: int = field(default=0, metadata={"help": "Epochs between propagations (0: once)."})
-    n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})
-    alpha: float = field(default=0.99, metadata={"help": "Label-spreading alpha in (0, 1)."})
-    power: float = field(default=3.0, metadata={"help": "Edge weight = max(cos, 0) ** power."})
-    pooling: str = field(default="auto", metadata={"help": "Embedding pooling: auto, mean, cls or pooler."})
     min_certainty: float = field(default=0.0, metadata={"help": "Minimum certainty of a pseudo-label in [0, 1)."})
     certainty_fraction: float = field(default=1.0, metadata={"help": "Keep the most certain fraction, in (0, 1]."})
     class_weighting: bool = field(default=True, metadata={"help": "Weight pseudo-labels by inverse class frequency."})
     soft_labels: bool = field(default=False, metadata={"help": "Train on propagated distributions."})
     head_init: str = field(default="linear_probe", metadata={
         "help": "Classification head start: 'linear_probe' (LP-FT, fitted on the labeled pool) or 'random'."})
-    encode_batch_size: int = field(default=64, metadata={"help": "Batch size of the embedding passes."})
     num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
 
@@ -65,13 +57,8 @@ class LabelPropagationConfig(SSLConfig):
             raise ValueError(f"propagate_every must be >= 0 epochs (0: propagate once), got {self.propagate_every}.")
         if not (math.isfinite(self.certainty_fraction) and 0 < self.certainty_fraction <= 1):
             raise ValueError(f"certainty_fraction must be in (0, 1], got {self.certainty_fraction}; e.g. 0.5.")
-        if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}; e.g. alpha=0.99.")
-        if self.n_neighbors < 1:
-            raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}.")
         if not (0 <= self.min_certainty < 1):
             raise ValueError(f"min_certainty must be in [0, 1), got {self.min_certainty}.")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}.")
-        if self.pooling not in ("auto", "mean", "cls", "pooler"):
-            raise ValueError(f"pooling must be one of auto, mean, cls, pooler; got {self.pooling!r}.")
+        self.check_graph()

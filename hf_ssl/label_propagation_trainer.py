@@ -17,15 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.logging import get_logger
-from datasets import concatenate_datasets
 from transformers import TrainerCallback
 
-from .embeddings import encode
 from .label_propagation_config import LabelPropagationConfig
-from .propagation import LabelPropagator
 from .ssl_trainer import SSLTrainer
 from .state import write_text_atomic
-from .validation import label_column_of
 
 logger = get_logger(__name__)
 
@@ -87,21 +83,8 @@ class LabelPropagationTrainer(SSLTrainer):
             epoch: the epoch this propagation precedes (recorded).
         """
         args = self.args
-        model = self.accelerator.unwrap_model(self.model)
-        was_training = model.training
-        pools = [self.train_dataset, self.unlabeled_dataset]
-        columns = self.model_input_columns(self.train_dataset)
-        data = concatenate_datasets([d.select_columns(columns) for d in pools])
-        embeddings = encode(model, data, self.processing_class, pooling=args.pooling, normalize=True,
-                            batch_size=args.encode_batch_size,
-                            accelerator=self.accelerator if args.world_size > 1 else None,
-                            show_progress=not args.disable_tqdm)
-        model.train(was_training)
-        labels = np.asarray(self.train_dataset[label_column_of(self.train_dataset)])
-        n = len(labels)
-        y = np.concatenate([labels, np.full(len(self.unlabeled_dataset), -1)])
-        spread = LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, power=args.power,
-                                 random_state=args.seed).fit(embeddings, y)
+        spread = self.spread_labels()
+        n = len(self.train_dataset)
         dist = spread.label_distributions_[n:]
         certainty = spread.certainty_[n:]
         predicted = dist.argmax(axis=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["soft_cross_entropy", "weighted_cross_entropy", "sharpen", "consistency_loss", "entropy_loss",
-           "align_distribution", "mixup"]
+__all__ = ["soft_cross_entropy", "weighted_cross_entropy", "sharpen", "mix_graph_prior", "consistency_loss",
+           "entropy_loss", "align_distribution", "mixup"]
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
@@ -51,6 +51,24 @@ def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """
     powered = probs.clamp_min(1e-12).pow(1.0 / temperature)
     return powered / powered.sum(dim=-1, keepdim=True)
+
+
+def mix_graph_prior(probs: torch.Tensor, graph_labels: torch.Tensor, weight: float) -> torch.Tensor:
+    """Mix the classes that label spreading gave the rows into their predicted distributions:
+    (1 − w)·p + w·onehot(graph label). Rows without a graph label (-1) keep p.
+
+    With w = 0.5 and a confidence threshold τ > 0.5, a row passes only where the model agrees with the graph (its
+    mixed confidence is 0.5 + 0.5·p) or where the model itself is near certain of another class.
+
+    Args:
+        probs: (n, C) predicted probabilities.
+        graph_labels: (n,) class per row from label spreading, -1 for none.
+        weight: w in [0, 1].
+    """
+    has = graph_labels >= 0
+    prior = F.one_hot(graph_labels.clamp_min(0), probs.shape[-1]).to(probs.dtype)
+    mixed = (1.0 - weight) * probs + weight * prior
+    return torch.where(has[:, None], mixed, probs)
 
 
 def consistency_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str = "ce",

@@ -15,16 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.logging import get_logger
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .collators import SSL_COLUMNS, SSLDataCollator
+from .embeddings import encode
 from .head_init import init_head_from_probe
 from .losses import soft_cross_entropy
 from .model_card import render_model_card
 from .peft_utils import wrap_with_peft
+from .propagation import LabelPropagator
 from .sampling import UnlabeledBatchSampler
 from .ssl_config import SSLConfig
 from .state import load_ssl_state, save_ssl_state, write_text_atomic
@@ -255,6 +257,25 @@ class SSLTrainer(Trainer):
         if self.unlabeled_dataset is not None and column in self.unlabeled_dataset.column_names:
             return np.asarray(self.unlabeled_dataset[column])
         return None
+
+    def spread_labels(self) -> Any:
+        """Embed the labeled and unlabeled pools with the current model and spread the labels over a kNN graph of
+        the embeddings; returns the fitted `LabelPropagator` (labeled rows first). Needs the `GraphConfig` fields
+        on the config. Every process gets the same result."""
+        args = self.args
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        columns = self.model_input_columns(self.train_dataset)
+        data = concatenate_datasets([d.select_columns(columns) for d in (self.train_dataset, self.unlabeled_dataset)])
+        embeddings = encode(model, data, self.processing_class, pooling=args.pooling, normalize=True,
+                            batch_size=args.encode_batch_size,
+                            accelerator=self.accelerator if args.world_size > 1 else None,
+                            show_progress=not args.disable_tqdm)
+        model.train(was_training)
+        labels = np.asarray(self.train_dataset[label_column_of(self.train_dataset)])
+        y = np.concatenate([labels, np.full(len(self.unlabeled_dataset), -1)])
+        return LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, power=args.power,
+                               random_state=args.seed).fit(embeddings, y)
 
     # ----------------------------------------------------------------- metrics
     def record_metric(self, name: str, value: float | torch.Tensor) -> float:

@@ -13,7 +13,7 @@ from transformers import DataCollatorWithPadding
 from hf_ssl.collators import ConsistencyCollator, concat_inputs, make_views
 from hf_ssl.consistency_config import ConsistencyConfig
 from hf_ssl.ema import EMATeacher
-from hf_ssl.losses import align_distribution, consistency_loss, entropy_loss, mixup, sharpen
+from hf_ssl.losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
 from hf_ssl.text_augment import TextAugmenter
 from hf_ssl.thresholds import (
     ConfidenceMasker,
@@ -69,6 +69,19 @@ def test_entropy_and_alignment():
     aligned = align_distribution(probs, model_prior=torch.tensor([0.65, 0.35]), target_prior=torch.tensor([0.5, 0.5]))
     assert torch.allclose(aligned.sum(-1), torch.ones(2))
     assert (aligned[:, 0] < probs[:, 0]).all()  # over-predicted class is scaled down
+
+
+def test_graph_prior_mix_favours_agreement_and_leaves_rows_without_a_graph_class():
+    probs = torch.tensor([[0.6, 0.3, 0.1], [0.6, 0.3, 0.1], [0.6, 0.3, 0.1], [0.98, 0.01, 0.01]])
+    graph = torch.tensor([0, 1, -1, 1])
+    mixed = mix_graph_prior(probs, graph, 0.5)
+    assert torch.allclose(mixed.sum(dim=-1), torch.ones(4))
+    # agreement: 0.5 + 0.5 p passes tau 0.7; disagreement: neither class reaches it; no graph class: unchanged
+    assert torch.allclose(mixed[0], torch.tensor([0.8, 0.15, 0.05]))
+    assert mixed[1].max() < 0.7 and mixed[1].argmax() == 1
+    assert torch.equal(mixed[2], probs[2])
+    assert torch.equal(mix_graph_prior(probs, graph, 0.0), probs)
+    assert torch.equal(mix_graph_prior(probs, graph, 1.0)[1], torch.tensor([0.0, 1.0, 0.0]))
 
 
 def test_mixup_keeps_convex_combinations():
@@ -217,7 +230,8 @@ def test_config_defaults_per_method_and_ramp(tmp_path):
     ("temperature", 0.0), ("consistency_loss", "hinge"), ("ema_decay", 1.0), ("alignment_target", "prior"),
     ("unlabeled_loss_ramp", "cosine"), ("unlabeled_loss_warmup_steps", -1), ("entropy_weight", -0.1),
     ("mixmatch_num_views", 0), ("mixup_alpha", 0.0), ("augment_in", "worker"), ("strong_augment_ops", ["rotate"]),
-    ("softmatch_n_sigma", 0.0)])
+    ("softmatch_n_sigma", 0.0), ("graph_prior_weight", 1.5), ("graph_prior_every", -1), ("n_neighbors", 0),
+    ("alpha", 1.0), ("pooling", "max")])
 def test_config_rejects_bad_values(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         ConsistencyConfig(output_dir=str(tmp_path), **{field: value})

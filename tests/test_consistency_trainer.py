@@ -84,6 +84,7 @@ def test_image_model_trains(tmp_path):
          distribution_alignment=True, augment_in="step"),
     dict(method="mixmatch", threshold_strategy="freematch", eval_with_ema=True),
     dict(method="uda", threshold_strategy="softmatch", augment_in="collator", weak_augment="token_dropout"),
+    dict(method="fixmatch", graph_prior_weight=0.5, graph_prior_every=1, n_neighbors=3),
 ])
 def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer, overrides):
     labeled, unlabeled, _ = pools
@@ -107,6 +108,30 @@ def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer, overrides):
     if first.ema is not None:
         assert all(torch.allclose(first.ema.shadow[k], resumed.ema.shadow[k], atol=1e-6) for k in first.ema.shadow)
     assert [r["epoch"] for r in resumed.epoch_records] == [r["epoch"] for r in first.epoch_records]
+    assert resumed.graph_records == first.graph_records
+
+
+def test_graph_prior_is_built_before_training_and_sets_the_targets(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    masks = {}
+    for weight in (0.0, 1.0):
+        trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, num_train_epochs=1, threshold=0.99,
+                                                                    graph_prior_weight=weight, n_neighbors=3),
+                                     train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+        trainer.train()
+        masks[weight] = trainer.epoch_records[0]["mask_rate"]
+        if weight:
+            assert trainer.graph_labels.shape == (len(unlabeled),) and trainer.graph_labels.min() >= 0
+            assert [r["epoch"] for r in trainer.graph_records] == [0]
+            graph_accuracy = (trainer.graph_labels.numpy() == np.asarray(unlabeled["ssl_truth"])).mean()
+            assert trainer.graph_records[0]["graph_accuracy"] == pytest.approx(graph_accuracy)
+            trainer.create_model_card()
+            assert "- `graph_prior_weight`: 1.0" in (tmp_path / "cons" / "README.md").read_text()
+        else:
+            assert trainer.graph_labels is None and not trainer.graph_records
+    # with weight 1 every target is the graph's class (confidence 1, all rows pass tau 0.99); a fresh model
+    # passes almost none on its own
+    assert masks[1.0] == 1.0 and masks[0.0] < 0.5
 
 
 def test_hidden_truth_never_reaches_a_loss(tmp_path, pools, tokenizer):

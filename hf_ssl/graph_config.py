@@ -1,0 +1,41 @@
+"""The kNN-graph fields shared by the configs that spread labels over the model's own embeddings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["GraphConfig"]
+
+
+@dataclass
+class GraphConfig:
+    """Fields of the label-spreading graph over the model's embeddings of the labeled and unlabeled pools.
+
+    Mixed into `LabelPropagationConfig` and `ConsistencyConfig` (its ``graph_prior_weight``); call `check_graph`
+    from ``__post_init__``.
+
+    Args:
+        n_neighbors: k of the kNN graph.
+        alpha: label-spreading α in (0, 1).
+        power: edge weight = max(cos, 0) ** power.
+        pooling: embedding pooling ("auto", "mean", "cls", "pooler").
+        encode_batch_size: batch size of the embedding passes.
+    """
+
+    n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})
+    alpha: float = field(default=0.99, metadata={"help": "Label-spreading alpha in (0, 1)."})
+    power: float = field(default=3.0, metadata={"help": "Edge weight = max(cos, 0) ** power."})
+    pooling: str = field(default="auto", metadata={"help": "Embedding pooling: auto, mean, cls or pooler."})
+    encode_batch_size: int = field(default=64, metadata={"help": "Batch size of the embedding passes."})
+
+    def check_graph(self) -> None:
+        """Reject graph settings that cannot work, naming the field."""
+        if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}; e.g. alpha=0.99.")
+        if self.n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}.")
+        if self.pooling not in ("auto", "mean", "cls", "pooler"):
+            raise ValueError(f"pooling must be one of auto, mean, cls, pooler; got {self.pooling!r}.")
+        if self.encode_batch_size < 1:
+            raise ValueError(f"encode_batch_size must be >= 1, got {self.encode_batch_size}.")
