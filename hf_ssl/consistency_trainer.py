@@ -54,10 +54,19 @@ DESCRIPTIONS = {
 
 
 class _EMAUpdate(TrainerCallback):
-    """Moves the EMA teacher after every optimizer step."""
+    """Moves the EMA teacher after every optimizer step; warns when the run is too short for its decay."""
 
     def __init__(self, trainer: ConsistencyTrainer) -> None:
         self.trainer = trainer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        kept = args.ema_decay ** state.max_steps
+        if kept > 0.5:
+            logger.warning(
+                f"ema_decay={args.ema_decay} over {state.max_steps} steps leaves {kept:.0%} of the EMA teacher at "
+                f"its starting weights, so its targets (use_ema_teacher) and evaluation (eval_with_ema) barely see "
+                f"the training; for a run this short set e.g. ema_decay={max(0.0, 1 - 10 / state.max_steps):.3f}.",
+                main_process_only=True)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer.ema.update(self.trainer.accelerator.unwrap_model(self.trainer.model))

@@ -169,6 +169,17 @@ def test_eval_with_ema_uses_the_teacher_and_card_lists_the_method(tmp_path, pool
     assert "mask rate" in card.text and "| 3 |" in card.text.replace("3.0", "3")
 
 
+@pytest.mark.parametrize("decay,warns", [(0.999, True), (0.5, False)])
+def test_ema_decay_too_slow_for_the_run_warns(tmp_path, pools, tokenizer, caplog, decay, warns):
+    labeled, unlabeled, _ = pools
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, num_train_epochs=1, use_ema_teacher=True,
+                                                                ema_decay=decay),
+                                 train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    with caplog.at_level("WARNING"):
+        trainer.train()
+    assert ("ema_decay=0.999 over 3 steps" in caplog.text) is warns
+
+
 def test_peft_lora_with_ema_teacher_tracks_trainable_parameters(tmp_path, pools, tokenizer):
     from peft import LoraConfig
 
