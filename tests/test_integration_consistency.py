@@ -52,12 +52,13 @@ def compare(tmp_path, new_model, labeled, unlabeled, test, processor, **config) 
     return labeled_only, trainer
 
 
-@pytest.mark.slow
-def test_mixmatch_beats_labeled_only_on_r8_with_minilm(tmp_path):
+def r8_pools(max_unlabeled: int = 800) -> tuple:
+    """R8 with 5 labels per class (seed 0), ``max_unlabeled`` unlabeled rows, 600 test rows, MiniLM tokens; and a
+    model factory."""
     raw = load_text_dataset("reuters-r8")
     names = raw["train"].features["label"].names
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    labeled, unlabeled = sample_per_class(raw["train"], k=5, seed=0, max_unlabeled=800)
+    labeled, unlabeled = sample_per_class(raw["train"], k=5, seed=0, max_unlabeled=max_unlabeled)
     test = raw["test"].shuffle(seed=0).select(range(600))
     labeled, unlabeled, test = (d.map(lambda b: tokenizer(b["text"], truncation=True, max_length=64), batched=True)
                                 for d in (labeled, unlabeled, test))
@@ -67,11 +68,29 @@ def test_mixmatch_beats_labeled_only_on_r8_with_minilm(tmp_path):
             minilm_path(), num_labels=len(names), id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)})
 
+    return new_model, labeled, unlabeled, test, tokenizer
+
+
+@pytest.mark.slow
+def test_mixmatch_beats_labeled_only_on_r8_with_minilm(tmp_path):
+    new_model, labeled, unlabeled, test, tokenizer = r8_pools()
     labeled_only, trainer = compare(tmp_path, new_model, labeled, unlabeled, test, tokenizer, method="mixmatch")
     accuracy = trainer.evaluate()["eval_accuracy"]
     print(f"labeled-only {labeled_only:.4f}  mixmatch {accuracy:.4f}  last epoch {trainer.epoch_records[-1]}")
     assert accuracy > labeled_only
     assert trainer.epoch_records[-1]["pseudo_label_accuracy"] > 0.5  # guessed labels mostly right (8 classes)
+
+
+@pytest.mark.slow
+def test_fixmatch_with_graph_prior_beats_labeled_only_on_r8_by_three_points(tmp_path):
+    """The graph prior (label spreading over MiniLM's embeddings of both pools) mixed into FixMatch's targets."""
+    new_model, labeled, unlabeled, test, tokenizer = r8_pools(max_unlabeled=2000)
+    labeled_only, trainer = compare(tmp_path, new_model, labeled, unlabeled, test, tokenizer, method="fixmatch",
+                                    threshold=0.7, graph_prior_weight=0.5)
+    accuracy = trainer.evaluate()["eval_accuracy"]
+    print(f"labeled-only {labeled_only:.4f}  fixmatch+graph {accuracy:.4f}  graph {trainer.graph_records}")
+    assert trainer.graph_records[0]["graph_accuracy"] > 0.8
+    assert accuracy > labeled_only + 0.03
 
 
 @pytest.mark.slow
