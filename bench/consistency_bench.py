@@ -127,7 +127,10 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
     if isinstance(trainer, ConsistencyTrainer) and arm not in BASELINES:
         result["config"] = {k: getattr(trainer.args, k) for k in (
             "threshold_strategy", "threshold", "temperature", "consistency_loss", "use_ema_teacher",
-            "unlabeled_batch_ratio", "unlabeled_loss_weight", "distribution_alignment")}
+            "unlabeled_batch_ratio", "unlabeled_loss_weight", "distribution_alignment", "ema_decay", "eval_with_ema",
+            "head_init", "graph_prior_weight", "graph_prior_every")}
+        if trainer.graph_records:
+            result["graph_records"] = trainer.graph_records
         result["epoch_records"] = trainer.epoch_records
     if isinstance(trainer, LabelPropagationTrainer):
         result["propagations"] = trainer.propagations
@@ -200,11 +203,13 @@ def main() -> None:
     if args.dataset == "fashion_mnist" and args.test_rows < 0:
         args.test_rows = 2000
     args.out = args.out or f"bench/results/consistency_{args.dataset}.json"
-    report = {"setting": {}, "runs": []}
+    report = {"runs": []}
     if os.path.exists(args.out):
         with open(args.out, encoding="utf-8") as handle:
             report = json.load(handle)
-    report["setting"] = {k: v for k, v in vars(args).items() if k not in ("seeds", "arms")}
+    setting = {k: v for k, v in vars(args).items() if k not in ("seeds", "arms")}
+    report.setdefault("setting", setting)  # the first invocation's; every invocation is listed below
+    report.setdefault("invocations", []).append({**setting, "seeds": args.seeds, "arms": args.arms})
     report["torch_threads"] = torch.get_num_threads()
     done = {(r["arm"], r["seed"]) for r in report["runs"]}
     for seed in args.seeds:
