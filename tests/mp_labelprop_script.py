@@ -15,13 +15,13 @@ import numpy as np  # noqa: E402
 from conftest import text_pool, tiny_bert  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
-import hf_ssl.label_propagation_trainer as lp_module  # noqa: E402
+import hf_ssl.ssl_trainer as trainer_module  # noqa: E402
 from hf_ssl import LabelPropagationConfig, LabelPropagationTrainer, sample_per_class  # noqa: E402
 from hf_ssl.cli import leave_together  # noqa: E402
 from hf_ssl.metrics import classification_metrics  # noqa: E402
 
 EMBEDDINGS: list[np.ndarray] = []
-_encode = lp_module.encode
+_encode = trainer_module.encode
 
 
 def recording_encode(*args: Any, **kwargs: Any) -> np.ndarray:
@@ -53,7 +53,7 @@ def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
                                   n_neighbors=5, per_device_train_batch_size=batch_size, learning_rate=1e-2,
                                   encode_batch_size=16, report_to="none", save_strategy="no", use_cpu=True, seed=0,
                                   disable_tqdm=True, logging_steps=1)
-    lp_module.encode = recording_encode
+    trainer_module.encode = recording_encode
     model = tiny_bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     trainer = RecordingTrainer(model=model, args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                eval_dataset=evaluation, processing_class=tokenizer,
