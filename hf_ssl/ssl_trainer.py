@@ -258,7 +258,7 @@ class SSLTrainer(Trainer):
             return np.asarray(self.unlabeled_dataset[column])
         return None
 
-    def spread_labels(self) -> Any:
+    def spread_labels(self) -> LabelPropagator:
         """Embed the labeled and unlabeled pools with the current model and spread the labels over a kNN graph of
         the embeddings; returns the fitted `LabelPropagator` (labeled rows first). Needs the `GraphConfig` fields
         on the config. Every process gets the same result."""
