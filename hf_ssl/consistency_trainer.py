@@ -22,6 +22,7 @@ from .collators import SSL_COLUMNS, ConsistencyCollator, concat_inputs, make_vie
 from .consistency_config import ConsistencyConfig
 from .ema import EMATeacher
 from .losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
+from .schedule import EpochSchedule
 from .ssl_trainer import SSLTrainer
 from .thresholds import ConfidenceMasker
 
@@ -127,7 +128,11 @@ class ConsistencyTrainer(SSLTrainer):
         self.graph_labels: torch.Tensor | None = None  # class per unlabeled row from label spreading, -1 for none
         self.graph_records: list[dict[str, Any]] = []
         if config.graph_prior_weight > 0:
-            self.add_callback(_GraphPriorAtEpochBegin(self))
+            schedule = EpochSchedule(self.build_graph_prior, self._last_graph_epoch, 0, config.graph_prior_every)
+            self.add_callback(schedule)
+
+    def _last_graph_epoch(self) -> int:
+        return self.graph_records[-1]["epoch"] if self.graph_records else -1
 
     def _default_augmenter(self, mlm_model: Any) -> Any:
         """`ImageAugmenter` for pixel inputs, else `TextAugmenter` from the tokenizer."""
@@ -376,18 +381,3 @@ class _EpochRecord(TrainerCallback):
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer.close_epoch_record(state.epoch or 0.0)
-
-
-class _GraphPriorAtEpochBegin(TrainerCallback):
-    """Builds the graph prior before training, and again every ``graph_prior_every`` epochs if asked."""
-
-    def __init__(self, trainer: ConsistencyTrainer) -> None:
-        self.trainer = trainer
-
-    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        epoch = math.floor((state.epoch or 0.0) + 1e-6)
-        every = args.graph_prior_every
-        due = epoch == 0 if every == 0 else epoch % every == 0
-        built = self.trainer.graph_records[-1]["epoch"] if self.trainer.graph_records else -1
-        if due and epoch > built:
-            self.trainer.build_graph_prior(epoch)

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.logging import get_logger
-from transformers import TrainerCallback
 
 from .label_propagation_config import LabelPropagationConfig
+from .schedule import EpochSchedule
 from .ssl_trainer import SSLTrainer
 from .state import write_text_atomic
 
@@ -28,22 +28,6 @@ logger = get_logger(__name__)
 __all__ = ["LabelPropagationTrainer"]
 
 RECORDS_FILE = "label_propagation.json"
-
-
-class _PropagateAtEpochBegin(TrainerCallback):
-    """Calls the trainer's `propagate` at the start of the epochs its config asks for."""
-
-    def __init__(self, trainer: LabelPropagationTrainer) -> None:
-        self.trainer = trainer
-
-    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        epoch = math.floor((state.epoch or 0.0) + 1e-6)
-        since_warmup = epoch - math.ceil(args.warmup_epochs)
-        due = since_warmup == 0 if args.propagate_every == 0 else since_warmup % args.propagate_every == 0
-        if epoch < args.warmup_epochs or not due:
-            return
-        if epoch > self.trainer.last_propagation_epoch:
-            self.trainer.propagate(epoch)
 
 
 class LabelPropagationTrainer(SSLTrainer):
@@ -74,7 +58,8 @@ class LabelPropagationTrainer(SSLTrainer):
         self.propagations: list[dict[str, Any]] = []
         self.last_propagation_epoch = -1
         self.pseudo: dict[str, np.ndarray] | None = None
-        self.add_callback(_PropagateAtEpochBegin(self))
+        self.add_callback(EpochSchedule(self.propagate, lambda: self.last_propagation_epoch,
+                                        self.args.warmup_epochs, self.args.propagate_every))
 
     def propagate(self, epoch: int = 0) -> dict[str, Any]:
         """Embed both pools with the current model, spread the labels, and stream the pseudo-labels.
