@@ -54,20 +54,46 @@ DESCRIPTIONS = {
 }
 
 
+def slow_momentum_warnings(config: ConsistencyConfig, max_steps: int) -> list[str]:
+    """Warnings for the running estimates whose momentum leaves them mostly at their starting value after the run.
+
+    Args:
+        config: the trainer's config; only the estimates it uses are checked.
+        max_steps: optimizer steps of the run.
+    """
+    used = []
+    if config.use_ema_teacher or config.eval_with_ema:
+        used.append(("ema_decay", config.ema_decay, "the EMA teacher's targets (use_ema_teacher) and evaluation "
+                     "(eval_with_ema) barely see the training"))
+    if config.threshold_strategy in ("freematch", "softmatch"):
+        used.append(("threshold_momentum", config.threshold_momentum, f"{config.threshold_strategy}'s confidence "
+                     "estimates stay near 1/num_classes, so almost every unlabeled row passes"))
+    if config.distribution_alignment:
+        used.append(("alignment_momentum", config.alignment_momentum,
+                     "distribution alignment barely sees the model's predictions"))
+    warnings = []
+    for name, momentum, effect in used:
+        kept = momentum ** max_steps
+        if kept > 0.5:
+            warnings.append(f"{name}={momentum} over {max_steps} steps leaves {kept:.0%} of its estimate at the "
+                            f"starting value: {effect}. For a run this short set e.g. "
+                            f"{name}={max(0.0, 1 - 10 / max_steps):.3f}.")
+    return warnings
+
+
+class _WarnSlowMomenta(TrainerCallback):
+    """Warns at the start of training about `slow_momentum_warnings`."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        for message in slow_momentum_warnings(args, state.max_steps):
+            logger.warning(message, main_process_only=True)
+
+
 class _EMAUpdate(TrainerCallback):
-    """Moves the EMA teacher after every optimizer step; warns when the run is too short for its decay."""
+    """Moves the EMA teacher after every optimizer step."""
 
     def __init__(self, trainer: ConsistencyTrainer) -> None:
         self.trainer = trainer
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        kept = args.ema_decay ** state.max_steps
-        if kept > 0.5:
-            logger.warning(
-                f"ema_decay={args.ema_decay} over {state.max_steps} steps leaves {kept:.0%} of the EMA teacher at "
-                f"its starting weights, so its targets (use_ema_teacher) and evaluation (eval_with_ema) barely see "
-                f"the training; for a run this short set e.g. ema_decay={max(0.0, 1 - 10 / state.max_steps):.3f}.",
-                main_process_only=True)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer.ema.update(self.trainer.accelerator.unwrap_model(self.trainer.model))
@@ -125,6 +151,7 @@ class ConsistencyTrainer(SSLTrainer):
         self.epoch_records: list[dict[str, Any]] = []
         self._epoch_sums: dict[str, tuple[float, int]] = {}
         self.add_callback(_EpochRecord(self))
+        self.add_callback(_WarnSlowMomenta())
         self.graph_labels: torch.Tensor | None = None  # class per unlabeled row from label spreading, -1 for none
         self.graph_records: list[dict[str, Any]] = []
         if config.graph_prior_weight > 0:

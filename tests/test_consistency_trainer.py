@@ -10,6 +10,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer
 from hf_ssl.consistency_config import METHODS
+from hf_ssl.consistency_trainer import slow_momentum_warnings
 from hf_ssl.metrics import classification_metrics
 from hf_ssl.thresholds import THRESHOLD_STRATEGIES
 
@@ -178,6 +179,18 @@ def test_ema_decay_too_slow_for_the_run_warns(tmp_path, pools, tokenizer, caplog
     with caplog.at_level("WARNING"):
         trainer.train()
     assert ("ema_decay=0.999 over 3 steps" in caplog.text) is warns
+
+
+def test_slow_momenta_are_named_only_for_the_estimates_in_use(tmp_path):
+    fixed = config(tmp_path, threshold_strategy="fixed", threshold_momentum=0.999, alignment_momentum=0.999)
+    assert slow_momentum_warnings(fixed, 300) == []
+    adaptive = config(tmp_path, threshold_strategy="freematch", threshold_momentum=0.999,
+                      distribution_alignment=True, alignment_momentum=0.999)
+    names = [w.split("=")[0] for w in slow_momentum_warnings(adaptive, 300)]
+    assert names == ["threshold_momentum", "alignment_momentum"]
+    assert "74%" in slow_momentum_warnings(adaptive, 300)[0]  # 0.999 ** 300
+    assert slow_momentum_warnings(adaptive, 5000) == []  # 0.999 ** 5000 < 1%
+    assert slow_momentum_warnings(config(tmp_path, method="mean_teacher", ema_decay=0.99), 300) == []
 
 
 def test_peft_lora_with_ema_teacher_tracks_trainable_parameters(tmp_path, pools, tokenizer):
