@@ -36,7 +36,7 @@ def compare(tmp_path, new_model, labeled, unlabeled, test, processor, **config) 
                              disable_tqdm=True, per_device_eval_batch_size=64, **config)
     if processor is None:
         base_args = dataclasses.replace(args, output_dir=str(tmp_path / "base"), unlabeled_loss_weight=0.0,
-                                        unlabeled_batch_ratio=1e-3, threshold=1.0)
+                                        unlabeled_batch_ratio=1e-3, threshold=1.0, graph_prior_weight=0.0)
         baseline = ConsistencyTrainer(model=new_model(), args=base_args, train_dataset=labeled,
                                       unlabeled_dataset=unlabeled, eval_dataset=test,
                                       compute_metrics=classification_metrics)
@@ -97,9 +97,8 @@ def test_fixmatch_with_graph_prior_beats_labeled_only_on_r8_by_three_points(tmp_
 def test_fixmatch_trains_the_converted_dinov2_on_fashion_mnist(tmp_path):
     """The image path end to end on the real backbone: kornia views, thresholds, one joint forward.
 
-    (An accuracy comparison on Fashion-MNIST is left to bench/consistency_bench.py: at 4 labels per class,
-    full fine-tuning of DINOv2-S at lr 1e-4 for 100 steps stays near 0.33 labeled-only here, below the frozen
-    linear probe, so that setting does not yet give a meaningful test.)
+    (The accuracy comparison on Fashion-MNIST is the next test: at lr 1e-4 for 100 steps, full fine-tuning of
+    DINOv2-S stays near 0.33 labeled-only, so that needs the benchmark's slower, linear-probe-headed setting.)
     """
     import torch
 
@@ -120,3 +119,29 @@ def test_fixmatch_trains_the_converted_dinov2_on_fashion_mnist(tmp_path):
     changed = [k for k, v in trainer.model.named_parameters() if not torch.equal(before[k], v)]
     assert len(changed) == len(before)
     assert trainer.epoch_records[-1]["mask_rate"] > 0 and trainer.state.global_step == 4
+
+
+@pytest.mark.slow
+def test_fixmatch_with_rebuilt_graph_prior_beats_labeled_only_on_fashion_mnist_by_two_points(tmp_path):
+    """The image path on the real DINOv2-S: Fashion-MNIST at 4 labels per class (seed 0), the setting of
+    bench/results/consistency_fashion_mnist_graph.json (``fixmatch@graph10``) on 2,000 of its 5,000 test images."""
+    raw = load_fashion_mnist()
+    names = raw["train"].features["label"].names
+    train = raw["train"].shuffle(seed=0).select(range(6000))
+    labeled, unlabeled = sample_per_class(train, k=4, seed=0, max_unlabeled=1500)
+    test = raw["test"].shuffle(seed=1234).select(range(2000))
+    labeled, unlabeled, test = (pixel_dataset(d, size=56) for d in (labeled, unlabeled, test))
+
+    def new_model():
+        return AutoModelForImageClassification.from_pretrained(dinov2_path(), num_labels=len(names),
+                                                               id2label=dict(enumerate(names)))
+
+    labeled_only, trainer = compare(tmp_path, new_model, labeled, unlabeled, test, None, method="fixmatch",
+                                    threshold=0.7, graph_prior_weight=0.5, graph_prior_every=10,
+                                    head_init="linear_probe", num_train_epochs=60, learning_rate=2e-5,
+                                    per_device_train_batch_size=8)
+    accuracy = trainer.evaluate()["eval_accuracy"]
+    graph = [round(r["graph_accuracy"], 3) for r in trainer.graph_records]
+    print(f"labeled-only {labeled_only:.4f}  fixmatch+graph every 10 {accuracy:.4f}  graph accuracy {graph}")
+    assert len(graph) == 6 and graph[-1] > graph[0]  # rebuilt from the improving model
+    assert accuracy > labeled_only + 0.02
