@@ -83,8 +83,14 @@ def new_model(args: argparse.Namespace, names: list[str]):
     extra = {"num_labels": len(names), "id2label": dict(enumerate(names)),
              "label2id": {n: i for i, n in enumerate(names)}}
     if args.dataset == "r8":
-        return AutoModelForSequenceClassification.from_pretrained(minilm_path(), **extra)
-    return AutoModelForImageClassification.from_pretrained(dinov2_path(), **extra)
+        model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), **extra)
+    else:
+        model = AutoModelForImageClassification.from_pretrained(dinov2_path(), **extra)
+    if args.freeze_layers:
+        base = model.base_model
+        for module in (base.embeddings, *base.encoder.layer[:args.freeze_layers]):
+            module.requires_grad_(False)
+    return model
 
 
 def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
@@ -198,6 +204,8 @@ def main() -> None:
     parser.add_argument("--full_epochs", type=float, default=2)
     parser.add_argument("--full_learning_rate", type=float, default=5e-5)
     parser.add_argument("--mu", type=float, default=1.0)
+    parser.add_argument("--freeze_layers", type=int, default=0,
+                        help="freeze the embeddings and this many lowest encoder layers (every arm)")
     parser.add_argument("--head_init", choices=("random", "linear_probe"), default="random",
                         help="every arm's head: as built, or a linear probe fitted on the labeled pool (LP-FT)")
     parser.add_argument("--config", default="{}", help='JSON {"all": {...}, "<method>": {...}} config overrides')
