@@ -112,17 +112,14 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
         trainer = ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
     elif arm in BASELINES:
         trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=labeled, **kwargs)
-    elif arm == "full_label":
-        common.update(num_train_epochs=args.full_epochs, learning_rate=args.full_learning_rate,
+    elif arm in ("full_label", "pool_oracle"):
+        # pool_oracle, the ceiling of any pseudo-labelling of this unlabeled pool: the labeled rows plus the pool with
+        # its true labels, trained like full_label for the same number of steps.
+        data = full if arm == "full_label" else concatenate_datasets(
+            [labeled, unlabeled.rename_column("ssl_truth", "label")])
+        common.update(num_train_epochs=args.full_epochs * len(full) / len(data), learning_rate=args.full_learning_rate,
                       per_device_train_batch_size=32)
-        trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=full, **kwargs)
-    elif arm == "pool_oracle":
-        # The ceiling of any pseudo-labelling of this unlabeled pool: the labeled rows plus the pool with its true
-        # labels, trained like full_label for the same number of steps.
-        pool = concatenate_datasets([labeled, unlabeled.rename_column("ssl_truth", "label")])
-        common.update(num_train_epochs=args.full_epochs * len(full) / len(pool), learning_rate=args.full_learning_rate,
-                      per_device_train_batch_size=32)
-        trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=pool, **kwargs)
+        trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=data, **kwargs)
     elif arm == "label_propagation":
         config = LabelPropagationConfig(**common, unlabeled_batch_ratio=args.mu, **json.loads(args.config).get(arm, {}))
         trainer = LabelPropagationTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
@@ -137,9 +134,7 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
     metrics = trainer.evaluate()
     result = {"arm": arm, "seed": seed, "accuracy": metrics["eval_accuracy"], "macro_f1": metrics.get("eval_macro_f1"),
               "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
-              "labeled": {"full_label": len(full), "pool_oracle": len(labeled) + len(unlabeled)}.get(arm, len(labeled)),
-              "unlabeled": len(unlabeled),
-              "test": len(test)}
+              "labeled": len(trainer.train_dataset), "unlabeled": len(unlabeled), "test": len(test)}
     if isinstance(trainer, ConsistencyTrainer) and arm not in BASELINES:
         result["config"] = {k: getattr(trainer.args, k) for k in (
             "threshold_strategy", "threshold", "temperature", "consistency_loss", "use_ema_teacher",
@@ -174,8 +169,8 @@ def summarise(report: dict) -> None:
             gains = [accs[s] - base[s] for s in shared]
             row["gain_mean"] = statistics.mean(gains)
             row["worst_gain"] = min(gains)
-            if full is not None:
-                base_mean = statistics.mean(base[s] for s in shared)
+            base_mean = statistics.mean(base[s] for s in shared)
+            if full is not None and full != base_mean:  # no gap, no fraction of it
                 row["gap_closed"] = (statistics.mean(accs[s] for s in shared) - base_mean) / (full - base_mean)
         table[arm] = row
         extra = "".join(f"  {k} {row[k]:+.4f}" for k in ("gain_mean", "worst_gain", "gap_closed") if k in row)
