@@ -187,9 +187,10 @@ def _accepted_kwargs(fn: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask") or k in names}
 
 
-def _pool(output: Any, pooling: str, mask: torch.Tensor | None) -> torch.Tensor:
+def _pool(output: Any, pooling: str, mask: torch.Tensor | None, layer: int | None = None) -> torch.Tensor:
     """Pool a model output: "projection" (``get_*_features``: a tensor in older transformers, else its
-    pooler_output), "mean" over the mask (all tokens if None), "cls" (token 0) or "pooler"."""
+    pooler_output), "mean" over the mask (all tokens if None), "cls" (token 0) or "pooler"; "mean" and "cls" read
+    ``hidden_states[layer]`` when a layer is given, else ``last_hidden_state``."""
     if pooling == "projection":
         return output if isinstance(output, torch.Tensor) else output.pooler_output
     if pooling == "pooler":
@@ -197,7 +198,7 @@ def _pool(output: Any, pooling: str, mask: torch.Tensor | None) -> torch.Tensor:
         if pooled is None:
             raise ValueError("pooling='pooler' needs a model with a pooler (pooler_output is None)")
         return pooled
-    hidden = output.last_hidden_state
+    hidden = output.last_hidden_state if layer is None else output.hidden_states[layer]
     if pooling == "cls":
         return hidden[:, 0]
     if mask is None:
@@ -281,7 +282,7 @@ def _image_batches(data: Any, processing_class: Any, image_column: str, batch_si
 
 def _encode_rows(model: Any, data: Any, processing_class: Any, kind: str, tower: str | None, pooling: str,
                  normalize: bool, batch_size: int, text_column: str, image_column: str, max_length: int,
-                 progress: Any) -> np.ndarray | None:
+                 progress: Any, layer: int | None = None) -> np.ndarray | None:
     """Embeddings of every row of ``data`` in order, or None when ``data`` is empty."""
     if len(data) == 0:
         return None
@@ -298,16 +299,20 @@ def _encode_rows(model: Any, data: Any, processing_class: Any, kind: str, tower:
     else:
         batches = _image_batches(data, processing_class, image_column, batch_size)
         call = model.get_image_features if kind == "dual" else base
+    extra = {} if layer is None else {"output_hidden_states": True}
     out = None
     for rows, batch in batches:
         if modality == "text":
             batch = {k: v.to(device) for k, v in _accepted_kwargs(signature_of, batch).items()}
-            output = call(**batch)
+            output = call(**batch, **extra)
             mask = batch["attention_mask"]
         else:
-            output = call(pixel_values=batch.to(device=device, dtype=dtype))
+            output = call(pixel_values=batch.to(device=device, dtype=dtype), **extra)
             mask = None
-        pooled = _pool(output, pooling, mask).float()
+        if layer is not None and not -len(output.hidden_states) <= layer < len(output.hidden_states):
+            raise ValueError(f"layer={layer} is out of range: the model returns {len(output.hidden_states)} hidden "
+                             f"states (the embeddings, then one per layer); use e.g. layer=-1 for the last one")
+        pooled = _pool(output, pooling, mask, layer).float()
         if normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         if out is None:
@@ -321,7 +326,7 @@ def _encode_rows(model: Any, data: Any, processing_class: Any, kind: str, tower:
 def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: str = "auto", normalize: bool = True,
            batch_size: int = 64, text_column: str = "text", image_column: str = "pixel_values",
            tower: str | None = None, max_length: int = 128, cache_dir: str | os.PathLike | None = None,
-           accelerator: Any = None, show_progress: bool = True) -> np.ndarray:
+           accelerator: Any = None, show_progress: bool = True, layer: int | None = None) -> np.ndarray:
     """Encode every row of a dataset into one float32 vector, in the dataset's order.
 
     Text rows come from pre-tokenized ``input_ids`` (with optional ``attention_mask``/``token_type_ids``; used when
@@ -349,6 +354,10 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
         accelerator: an ``accelerate.Accelerator`` or ``PartialState``; with several processes (also detected from
             ``WORLD_SIZE`` when None) each encodes a contiguous shard and every process returns all rows.
         show_progress: show a tqdm progress bar (main process only).
+        layer: pool ``hidden_states[layer]`` (0 = the embeddings, 1..L the layers' outputs before any final
+            norm; negative counts from the end) instead of the last hidden state; "mean" and "cls" pooling only,
+            not dual encoders. An intermediate layer can cluster better when the top layers were tuned for
+            another task.
 
     Returns:
         (len(dataset), dim) float32 array.
@@ -365,6 +374,13 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
     kind = _model_kind(model)
     tower = _resolve_tower(kind, tower, dataset.column_names, text_column, image_column)
     resolved = _resolve_pooling(kind, pooling)
+    if layer is not None:
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+            raise ValueError(f"layer must be an integer index into hidden_states or None, got {layer!r}")
+        if resolved not in ("mean", "cls"):
+            raise ValueError(f"layer= needs pooling='mean' or 'cls' (got {resolved!r}); dual encoders' projected "
+                             f"features and poolers use the last layer only")
+        layer = int(layer)
     state = _distributed_state(accelerator)
     n_proc, rank = (int(state.num_processes), int(state.process_index)) if state is not None else (1, 0)
     is_main = rank == 0
@@ -372,7 +388,7 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
     path = None
     if cache_dir is not None:
         settings = {"pooling": resolved, "normalize": bool(normalize), "tower": tower, "max_length": int(max_length),
-                    "text_column": text_column, "image_column": image_column}
+                    "text_column": text_column, "image_column": image_column, "layer": layer}
         path = Path(cache_dir) / f"embeddings-{_cache_key(model, dataset, settings, processing_class)}.npy"
         hit = [path.exists()]
         if state is not None:  # every process follows the main process's view of the cache
@@ -391,7 +407,7 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
     try:
         with torch.inference_mode():
             part = _encode_rows(model, shard, processing_class, kind, tower, resolved, normalize, batch_size,
-                                text_column, image_column, max_length, progress)
+                                text_column, image_column, max_length, progress, layer)
     finally:
         model.train(was_training)
         if progress is not None:

@@ -21,6 +21,9 @@ class GraphConfig:
         power: edge weight = max(cos, 0) ** power.
         pooling: embedding pooling ("auto", "mean", "cls", "pooler").
         encode_batch_size: batch size of the embedding passes.
+        embedding_layer: hidden state the graph pools (`encode`'s ``layer``: 0 = embeddings, negative from the
+            end); None (default) = the last hidden state. Needs pooling "mean" or "cls" ("auto" resolves to one of
+            them for text and image encoders).
     """
 
     n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})
@@ -28,6 +31,8 @@ class GraphConfig:
     power: float = field(default=3.0, metadata={"help": "Edge weight = max(cos, 0) ** power."})
     pooling: str = field(default="auto", metadata={"help": "Embedding pooling: auto, mean, cls or pooler."})
     encode_batch_size: int = field(default=64, metadata={"help": "Batch size of the embedding passes."})
+    embedding_layer: int | None = field(default=None, metadata={
+        "help": "Hidden state the graph pools (0 = embeddings, negative from the end); default: the last one."})
 
     def check_graph(self) -> None:
         """Reject graph settings that cannot work, naming the field."""
@@ -37,5 +42,8 @@ class GraphConfig:
             raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}.")
         if self.pooling not in ("auto", "mean", "cls", "pooler"):
             raise ValueError(f"pooling must be one of auto, mean, cls, pooler; got {self.pooling!r}.")
+        if self.embedding_layer is not None and self.pooling == "pooler":
+            raise ValueError("embedding_layer needs pooling 'mean', 'cls' or 'auto', not 'pooler' (the pooler reads "
+                             "the last layer only).")
         if self.encode_batch_size < 1:
             raise ValueError(f"encode_batch_size must be >= 1, got {self.encode_batch_size}.")

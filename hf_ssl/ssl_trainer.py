@@ -270,7 +270,7 @@ class SSLTrainer(Trainer):
         embeddings = encode(model, data, self.processing_class, pooling=args.pooling, normalize=True,
                             batch_size=args.encode_batch_size,
                             accelerator=self.accelerator if args.world_size > 1 else None,
-                            show_progress=not args.disable_tqdm)
+                            show_progress=not args.disable_tqdm, layer=args.embedding_layer)
         model.train(was_training)
         labels = np.asarray(self.train_dataset[label_column_of(self.train_dataset)])
         y = np.concatenate([labels, np.full(len(self.unlabeled_dataset), -1)])

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_bert
+from datasets import concatenate_datasets
 from transformers import ViTConfig, ViTForImageClassification
 
-from hf_ssl import ConsistencyConfig, ConsistencyTrainer
+from hf_ssl import ConsistencyConfig, ConsistencyTrainer, LabelPropagator, encode
 from hf_ssl.consistency_config import METHODS
 from hf_ssl.consistency_trainer import slow_momentum_warnings
 from hf_ssl.metrics import classification_metrics
@@ -133,6 +134,24 @@ def test_graph_prior_is_built_before_training_and_sets_the_targets(tmp_path, poo
     # with weight 1 every target is the graph's class (confidence 1, all rows pass tau 0.99); a fresh model
     # passes almost none on its own
     assert masks[1.0] == 1.0 and masks[0.0] < 0.5
+
+
+def test_graph_embedding_layer_picks_the_hidden_state_the_graph_spreads_over(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=config(tmp_path, graph_prior_weight=0.5, n_neighbors=3,
+                                                                embedding_layer=1, pooling="mean"),
+                                 train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    columns = trainer.model_input_columns(labeled)
+    data = concatenate_datasets([d.select_columns(columns) for d in (labeled, unlabeled)])
+    y = np.concatenate([np.asarray(labeled["label"]), np.full(len(unlabeled), -1)])
+    expected = {layer: LabelPropagator(n_neighbors=3, random_state=trainer.args.seed).fit(
+        encode(trainer.model, data, tokenizer, pooling="mean", layer=layer, show_progress=False), y).transduction_
+        for layer in (1, None)}
+    got = trainer.spread_labels().transduction_
+    np.testing.assert_array_equal(got, expected[1])
+    assert not np.array_equal(expected[1], expected[None])  # else this test could not tell the layers apart
+    with pytest.raises(ValueError, match="embedding_layer"):
+        config(tmp_path, graph_prior_weight=0.5, embedding_layer=1, pooling="pooler")
 
 
 def test_hidden_truth_never_reaches_a_loss(tmp_path, pools, tokenizer):

@@ -226,6 +226,39 @@ def test_vit_and_dinov2_pooling():
     np.testing.assert_allclose(auto, unit(vit_cls), atol=1e-5)
 
 
+def test_layer_pools_that_hidden_state_for_text_and_images(tokenizer, tmp_path):
+    texts = variable_texts(8, seed=3)
+    model = tiny_bert(seed=4).eval()
+    data = Dataset.from_dict({"text": texts})
+    with torch.no_grad():
+        states = [model.bert(**tokenizer(t, truncation=True, max_length=16, return_tensors="pt"),
+                             output_hidden_states=True).hidden_states for t in texts]
+    for layer in (0, 1, -1):
+        got = encode(model, data, tokenizer, pooling="mean", normalize=False, batch_size=3, max_length=16,
+                     layer=layer, show_progress=False)
+        np.testing.assert_allclose(got, np.stack([h[layer][0].mean(0).numpy() for h in states]), atol=1e-5)
+    first = encode(model, data, tokenizer, pooling="cls", normalize=False, max_length=16, layer=1, show_progress=False)
+    np.testing.assert_allclose(first, np.stack([h[1][0, 0].numpy() for h in states]), atol=1e-5)
+    cached = encode(model, data, tokenizer, max_length=16, layer=1, cache_dir=tmp_path, show_progress=False)
+    last = encode(model, data, tokenizer, max_length=16, cache_dir=tmp_path, show_progress=False)
+    assert not np.allclose(cached, last, atol=1e-3)  # the layer is part of the cache key
+    assert len(list(tmp_path.glob("embeddings-*.npy"))) == 2
+
+    torch.manual_seed(0)
+    dino = Dinov2Model(Dinov2Config(image_size=16, patch_size=8, **TINY)).eval()
+    images = Dataset.from_dict({"pixel_values": pixels(5)})
+    with torch.no_grad():
+        hidden = dino(pixel_values=torch.from_numpy(pixels(5)), output_hidden_states=True).hidden_states
+    got = encode(dino, images, pooling="cls", normalize=False, layer=-2, show_progress=False)
+    np.testing.assert_allclose(got, hidden[-2][:, 0].numpy(), atol=1e-5)  # layer 1 of 2, before the final norm
+    with pytest.raises(ValueError, match="out of range"):
+        encode(dino, images, layer=3, show_progress=False)
+    with pytest.raises(ValueError, match="pooling='mean' or 'cls'"):
+        encode(dino, images, pooling="pooler", layer=1, show_progress=False)
+    with pytest.raises(ValueError, match="integer"):
+        encode(dino, images, layer=1.5, show_progress=False)
+
+
 def test_image_column_through_an_image_processor():
     Image = pytest.importorskip("PIL.Image", reason="decoding an image column needs Pillow")
     from datasets import Image as ImageFeature
