@@ -82,6 +82,8 @@ def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Datase
 def new_model(args: argparse.Namespace, names: list[str]):
     extra = {"num_labels": len(names), "id2label": dict(enumerate(names)),
              "label2id": {n: i for i, n in enumerate(names)}}
+    if args.num_layers:
+        extra["num_hidden_layers"] = args.num_layers  # keeps the lowest layers; the rest are not loaded
     if args.dataset == "r8":
         model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), **extra)
     else:
@@ -199,6 +201,8 @@ def main() -> None:
     parser.add_argument("--full_epochs", type=float, default=2)
     parser.add_argument("--full_learning_rate", type=float, default=5e-5)
     parser.add_argument("--mu", type=float, default=1.0)
+    parser.add_argument("--num_layers", type=int, default=0,
+                        help="keep only this many lowest encoder layers of the pretrained model (every arm; 0: all)")
     parser.add_argument("--freeze_layers", type=int, default=0,
                         help="freeze the embeddings and this many lowest encoder layers (every arm)")
     parser.add_argument("--head_init", choices=("random", "linear_probe"), default="random",
