@@ -35,10 +35,12 @@ from transformers import AutoModelForImageClassification, AutoModelForSequenceCl
 from hf_ssl import (
     ConsistencyConfig,
     ConsistencyTrainer,
+    ImageAugmenter,
     LabelPropagationConfig,
     LabelPropagationTrainer,
     SSLConfig,
     SSLTrainer,
+    contrastive_adapt,
     dinov2_path,
     load_fashion_mnist,
     load_text_dataset,
@@ -79,7 +81,7 @@ def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Datase
     return (*out, raw["train"].features["label"].names, None)
 
 
-def new_model(args: argparse.Namespace, names: list[str]):
+def new_model(args: argparse.Namespace, names: list[str], path: str | None = None):
     extra = {"num_labels": len(names), "id2label": dict(enumerate(names)),
              "label2id": {n: i for i, n in enumerate(names)}}
     if args.num_layers:
@@ -87,7 +89,7 @@ def new_model(args: argparse.Namespace, names: list[str]):
     if args.dataset == "r8":
         model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), **extra)
     else:
-        model = AutoModelForImageClassification.from_pretrained(dinov2_path(), **extra)
+        model = AutoModelForImageClassification.from_pretrained(path or dinov2_path(), **extra)
     if args.freeze_layers:
         base = model.base_model
         for module in (base.embeddings, *base.encoder.layer[:args.freeze_layers]):
@@ -95,10 +97,33 @@ def new_model(args: argparse.Namespace, names: list[str]):
     return model
 
 
-def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
-    labeled, unlabeled, test, full, names, processor = pools(args, seed)
+def adapted_encoder(args: argparse.Namespace, seed: int, unlabeled: Dataset, names: list[str]) -> str:
+    """Folder of the encoder adapted to this seed's unlabeled pool by `contrastive_adapt` (``--adapt_steps`` SimCLR
+    steps, 64 rows per step, ``--learning_rate``), made once per seed and shared by every ``+adapted`` arm: the same
+    computation as ``ConsistencyConfig(contrastive_steps=...)`` without repeating it for each arm."""
+    path = os.path.join(args.workdir, f"adapted-{args.dataset}-seed{seed}-steps{args.adapt_steps}-pool"
+                                      f"{len(unlabeled)}-px{args.image_size}")
+    if os.path.exists(os.path.join(path, "config.json")):
+        return path
     torch.manual_seed(seed)
     model = new_model(args, names)
+    loader = torch.utils.data.DataLoader(unlabeled.select_columns(["pixel_values"]), batch_size=64, shuffle=True,
+                                         drop_last=True, generator=torch.Generator().manual_seed(seed))
+    record = contrastive_adapt(model, loader, ImageAugmenter(), steps=args.adapt_steps,
+                               learning_rate=args.learning_rate, seed=seed)
+    print(json.dumps({"adapted": path, **record}), flush=True)
+    model.base_model.save_pretrained(f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+    return path
+
+
+def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
+    labeled, unlabeled, test, full, names, processor = pools(args, seed)
+    adapted = arm.endswith("+adapted")
+    path = adapted_encoder(args, seed, unlabeled, names) if adapted else None
+    result_arm, arm = arm, arm.removesuffix("+adapted")
+    torch.manual_seed(seed)
+    model = new_model(args, names, path)
     common = dict(output_dir=os.path.join(args.workdir, f"{args.dataset}-{arm}-{seed}"), seed=seed, report_to="none",
                   save_strategy="no", disable_tqdm=True, per_device_train_batch_size=args.batch_size,
                   learning_rate=args.learning_rate, num_train_epochs=args.epochs, logging_steps=10,
@@ -134,7 +159,8 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
     trainer.train()
     seconds = time.time() - start
     metrics = trainer.evaluate()
-    result = {"arm": arm, "seed": seed, "accuracy": metrics["eval_accuracy"], "macro_f1": metrics.get("eval_macro_f1"),
+    result = {"arm": result_arm, "seed": seed, "accuracy": metrics["eval_accuracy"],
+              "macro_f1": metrics.get("eval_macro_f1"),
               "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
               "labeled": len(trainer.train_dataset), "unlabeled": len(unlabeled), "test": len(test)}
     if isinstance(trainer, ConsistencyTrainer) and arm not in BASELINES:
@@ -203,6 +229,9 @@ def main() -> None:
     parser.add_argument("--mu", type=float, default=1.0)
     parser.add_argument("--num_layers", type=int, default=0,
                         help="keep only this many lowest encoder layers of the pretrained model (every arm; 0: all)")
+    parser.add_argument("--adapt_steps", type=int, default=0,
+                        help="fashion_mnist: arms named <arm>+adapted start from the encoder adapted to the seed's "
+                             "unlabeled pool by this many SimCLR steps (contrastive_adapt), made once per seed")
     parser.add_argument("--freeze_layers", type=int, default=0,
                         help="freeze the embeddings and this many lowest encoder layers (every arm)")
     parser.add_argument("--head_init", choices=("random", "linear_probe"), default="random",
@@ -211,8 +240,11 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/hf_ssl_bench")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    unknown = [a for a in args.arms if a.split("@")[0] not in ARMS or ("@" in a and a.split("@")[0] not in
-                                                                        CONSISTENCY_ARMS[1:])]
+    bases = [a.removesuffix("+adapted") for a in args.arms]
+    unknown = [a for a in bases if a.split("@")[0] not in ARMS or ("@" in a and a.split("@")[0] not in
+                                                                   CONSISTENCY_ARMS[1:])]
+    if any(a.endswith("+adapted") for a in args.arms) and (args.adapt_steps < 1 or args.dataset != "fashion_mnist"):
+        parser.error("+adapted arms need --adapt_steps > 0 and --dataset fashion_mnist")
     if unknown:
         parser.error(f"unknown arms {unknown}: choose from {ARMS}, or <consistency method>@<name> for a variant")
     if args.labels_per_class is None:

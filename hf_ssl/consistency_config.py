@@ -80,7 +80,13 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
             (``bench/results/consistency_r8_graph.json``). It costs one embedding pass over both pools.
         graph_prior_every: epochs between graph rebuilds with the current model; 0 builds it once, before training,
             from the pretrained embeddings.
-        n_neighbors, alpha, power, pooling, encode_batch_size: that graph (`GraphConfig`).
+        n_neighbors, alpha, power, pooling, encode_batch_size, embedding_layer: that graph (`GraphConfig`).
+        contrastive_steps: N > 0 first adapts the encoder to the unlabeled pool with N SimCLR steps on two strong
+            views (`hf_ssl.contrastive`), then (re)fits the linear-probe head if ``head_init="linear_probe"``; done
+            at the start of `train` unless resuming from a checkpoint. 0 (default) turns it off.
+        contrastive_batch_size: unlabeled rows per SimCLR step (>= 2; every other row of the batch is a negative).
+        contrastive_learning_rate: AdamW learning rate of the SimCLR steps (None: ``learning_rate``).
+        contrastive_temperature: temperature of the SimCLR loss.
     """
 
     method: str = field(default="fixmatch", metadata={"help": f"One of {METHODS}."})
@@ -122,6 +128,12 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
     graph_prior_weight: float = field(default=0.0, metadata={
         "help": "Weight in [0, 1] of the label-spreading class mixed into weak-view targets (0: off)."})
     graph_prior_every: int = field(default=0, metadata={"help": "Epochs between graph rebuilds (0: once)."})
+    contrastive_steps: int = field(default=0, metadata={
+        "help": "SimCLR steps adapting the encoder to the unlabeled pool before training (0: off)."})
+    contrastive_batch_size: int = field(default=64, metadata={"help": "Unlabeled rows per SimCLR step (>= 2)."})
+    contrastive_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the SimCLR steps (None: learning_rate)."})
+    contrastive_temperature: float = field(default=0.2, metadata={"help": "Temperature of the SimCLR loss (> 0)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -167,6 +179,16 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
         if self.graph_prior_every < 0:
             raise ValueError(f"graph_prior_every must be >= 0 epochs (0: once), got {self.graph_prior_every}.")
         self.check_graph()
+        if self.contrastive_steps < 0:
+            raise ValueError(f"contrastive_steps must be >= 0 (0: off), got {self.contrastive_steps}.")
+        if self.contrastive_batch_size < 2:
+            raise ValueError(f"contrastive_batch_size must be >= 2 (the other rows are the negatives), got "
+                             f"{self.contrastive_batch_size}.")
+        rate = self.contrastive_learning_rate
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"contrastive_learning_rate must be > 0 or None (learning_rate), got {rate}.")
+        if not (math.isfinite(self.contrastive_temperature) and self.contrastive_temperature > 0):
+            raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}; e.g. 0.2.")
         unknown = [op for op in self.strong_augment_ops if op not in TEXT_OPS]
         if unknown:
             raise ValueError(f"strong_augment_ops has unknown operations {unknown}; choose from {TEXT_OPS}.")

@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 
 from .collators import SSL_COLUMNS, ConsistencyCollator, concat_inputs, make_views
 from .consistency_config import ConsistencyConfig
+from .contrastive import contrastive_adapt
 from .ema import EMATeacher
 from .losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
 from .schedule import EpochSchedule
@@ -108,7 +109,8 @@ class ConsistencyTrainer(SSLTrainer):
         mlm_model: a masked-language model sharing the tokenizer's vocabulary, for the ``mlm`` text operation.
 
     After `train`, ``epoch_records`` holds per-epoch unlabeled statistics (mask rate, threshold, pseudo-label
-    accuracy against the hidden truth column when present).
+    accuracy against the hidden truth column when present), and ``contrastive_record`` the SimCLR adaptation's
+    losses when ``contrastive_steps`` > 0.
     """
 
     config_class = ConsistencyConfig
@@ -157,6 +159,39 @@ class ConsistencyTrainer(SSLTrainer):
         if config.graph_prior_weight > 0:
             schedule = EpochSchedule(self.build_graph_prior, self._last_graph_epoch, 0, config.graph_prior_every)
             self.add_callback(schedule)
+        self.contrastive_record: dict[str, Any] | None = None
+        if config.contrastive_steps and len(self.unlabeled_dataset) < config.contrastive_batch_size:
+            raise ValueError(f"contrastive_batch_size={config.contrastive_batch_size} is larger than the unlabeled "
+                             f"pool ({len(self.unlabeled_dataset)} rows); lower it or pass a larger pool.")
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.train`, preceded by the contrastive adaptation when ``contrastive_steps`` > 0 and not resuming
+        (a checkpoint already holds the adapted weights)."""
+        if self.args.contrastive_steps and not resume_from_checkpoint and self.contrastive_record is None:
+            self.adapt_to_unlabeled_pool()
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def adapt_to_unlabeled_pool(self) -> dict[str, Any]:
+        """SimCLR on two strong views of the unlabeled pool (`contrastive_adapt`), then the linear-probe head is
+        refitted on the adapted features if ``head_init="linear_probe"``. Every process runs the same seeded steps.
+        """
+        config = self.args
+        pool = self.unlabeled_dataset.select_columns(self.model_input_columns(self.unlabeled_dataset))
+        generator = torch.Generator().manual_seed(config.seed)
+        loader = torch.utils.data.DataLoader(pool, batch_size=config.contrastive_batch_size, shuffle=True,
+                                             drop_last=True, generator=generator, collate_fn=self.data_collator)
+        model = self.accelerator.unwrap_model(self.model)
+        record = contrastive_adapt(model, loader, self.augmenter, steps=config.contrastive_steps,
+                                   learning_rate=config.contrastive_learning_rate or config.learning_rate,
+                                   temperature=config.contrastive_temperature, seed=config.seed)
+        if config.head_init == "linear_probe":
+            record["head_init"] = self.head_init_record = self.init_head_from_probe()
+        self.contrastive_record = record
+        # flushed with the first training log line (Trainer.train starts a fresh log history)
+        self._ssl_metrics["train"]["contrastive_loss_first"].append(record["losses"][0][1])
+        self._ssl_metrics["train"]["contrastive_loss_last"].append(record["losses"][-1][1])
+        logger.info(f"contrastive adaptation: {record}", main_process_only=True)
+        return record
 
     def _last_graph_epoch(self) -> int:
         return self.graph_records[-1]["epoch"] if self.graph_records else -1
@@ -386,7 +421,8 @@ class ConsistencyTrainer(SSLTrainer):
             "temperature": args.temperature, "consistency_loss": args.consistency_loss,
             "use_ema_teacher": args.use_ema_teacher, "distribution_alignment": args.distribution_alignment,
             "unlabeled_loss_warmup_steps": args.unlabeled_loss_warmup_steps, "entropy_weight": args.entropy_weight,
-            "graph_prior_weight": args.graph_prior_weight}
+            "graph_prior_weight": args.graph_prior_weight} | (
+                {"contrastive_steps": args.contrastive_steps} if args.contrastive_steps else {})
 
     def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
         header = ["epoch", "unlabeled rows used (mask rate)", "mean confidence", "mean threshold",
