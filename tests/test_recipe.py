@@ -66,7 +66,8 @@ def test_labelprop_recipe_selects_propagates_and_exports(tmp_path):
 @pytest.mark.parametrize("recipe,flags", [
     ("text_consistency.py", ["--max_unlabeled", "40", "--max_eval", "40", "--method", "uda"]),
     ("image_fixmatch.py", ["--dataset", "mnist-5k", "--max_unlabeled", "40", "--max_eval", "40",
-                           "--threshold_strategy", "flexmatch"]),
+                           "--threshold_strategy", "flexmatch", "--contrastive_steps", "2",
+                           "--contrastive_batch_size", "8"]),
 ])
 def test_consistency_recipes_run_offline_and_save_model_and_card(tmp_path, recipe, flags):
     out = tmp_path / "out"
@@ -82,6 +83,8 @@ def test_consistency_recipes_run_offline_and_save_model_and_card(tmp_path, recip
     assert (out / "model.safetensors").exists() and "hf_ssl" in card
     # the recipe's measured defaults reach the trainer and its card
     assert "- `graph_prior_weight`: 0.5" in card and "- `head_init`: linear_probe" in card
+    if recipe == "image_fixmatch.py":  # the contrastive adaptation ran before training
+        assert "- `contrastive_steps`: 2" in card
 
 
 def test_leave_together_does_nothing_in_one_process():
