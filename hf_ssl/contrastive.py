@@ -120,7 +120,8 @@ def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: 
                 if step == steps:
                     break
             if seen == 0:
-                raise ValueError("contrastive_adapt got no batches")
+                raise ValueError("contrastive_adapt got no batches (pass a non-empty re-iterable, e.g. a DataLoader, "
+                                 "not a used-up generator)")
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
