@@ -25,7 +25,7 @@ from hf_ssl.image_data import pixel_dataset
 from hf_ssl.metrics import classification_metrics
 from hf_ssl.ssl_config import labeled_only_config
 
-CONTRASTIVE_STEPS = 100
+CONTRASTIVE_STEPS = 60
 
 
 def compare(tmp_path, new_model, labeled, unlabeled, test, processor, **config) -> tuple[float, ConsistencyTrainer]:
