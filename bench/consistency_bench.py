@@ -99,8 +99,10 @@ def new_model(args: argparse.Namespace, names: list[str], path: str | None = Non
 
 def adapted_encoder(args: argparse.Namespace, seed: int, unlabeled: Dataset, names: list[str]) -> str:
     """Folder of the encoder adapted to this seed's unlabeled pool by `contrastive_adapt` (``--adapt_steps`` SimCLR
-    steps, 64 rows per step, ``--learning_rate``), made once per seed and shared by every ``+adapted`` arm: the same
-    computation as ``ConsistencyConfig(contrastive_steps=...)`` without repeating it for each arm."""
+    steps, 64 rows per step, ``--learning_rate``), made once per seed and shared by every ``+adapted`` arm. Steps,
+    batch, learning rate, temperature and augmentations match ``ConsistencyConfig(contrastive_steps=...)`` with its
+    defaults, without repeating the adaptation for each arm; the random stream differs from the trainer's, so the
+    weights are not bit-identical to what the trainer would produce."""
     path = os.path.join(args.workdir, f"adapted-{args.dataset}-seed{seed}-steps{args.adapt_steps}-pool"
                                       f"{len(unlabeled)}-px{args.image_size}")
     if os.path.exists(os.path.join(path, "config.json")):
