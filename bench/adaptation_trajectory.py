@@ -6,7 +6,9 @@ by the seed), here with the whole rest of the subset as the pool (5,960 images, 
 ``--steps`` steps; every ``--every`` steps label spreading (`LabelPropagator` defaults) over the labeled rows and the
 pool is scored on the pool, from the model's output CLS (``cls``, what the graph prior uses) and layer 10's token
 mean (``L10``). The output shows where the graph's accuracy, which the fine-tuned model's test accuracy tracks,
-stops rising.
+stops rising. The loop is written out here rather than calling `contrastive_adapt`, which has no mid-run hook: the
+loss, views, pooling, optimizer and weight decay are the same; the projection head keeps PyTorch's default
+initialisation and batches are drawn with replacement.
 
     python bench/adaptation_trajectory.py --seed 1 --lr 5e-5 --steps 1600 \
         --out bench/results/adaptation_trajectory_fashion_mnist.json
