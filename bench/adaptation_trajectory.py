@@ -1,14 +1,13 @@
 """Does longer SimCLR adaptation on a larger pool keep improving the DINOv2-S graph of Fashion-MNIST?
 
 The consistency benchmark's Fashion-MNIST pools (56 px, 4 labels per class from a 6,000-image train subset shuffled
-by the seed), here with the whole rest of the subset as the pool (5,960 images, 4x the benchmark's 1,500). SimCLR
-(`nt_xent` on two `ImageAugmenter.strong` views, CLS token, throw-away 2-layer projection head, AdamW) runs for
-``--steps`` steps; every ``--every`` steps label spreading (`LabelPropagator` defaults) over the labeled rows and the
-pool is scored on the pool, from the model's output CLS (``cls``, what the graph prior uses) and layer 10's token
-mean (``L10``). The output shows where the graph's accuracy, which the fine-tuned model's test accuracy tracks,
-stops rising. The loop is written out here rather than calling `contrastive_adapt`, which has no mid-run hook: the
-loss, views, pooling, optimizer and weight decay are the same; the projection head keeps PyTorch's default
-initialisation and batches are drawn with replacement.
+by the seed), here with the whole rest of the subset as the pool (5,960 images, 4x the benchmark's 1,500).
+`contrastive_adapt` (SimCLR on two `ImageAugmenter.strong` views, batches of 64 drawn by a seeded shuffling
+DataLoader, as in `consistency_bench.adapted_encoder`) runs for ``--steps`` steps; every ``--every`` steps its
+``on_record`` hook scores label spreading (`LabelPropagator` defaults) over the labeled rows and the pool, on the
+pool, from the model's output CLS (``cls``, what the graph prior uses) and layer 10's token mean (``L10``), both taken
+by `fashion_features.features`. The output shows where the graph's accuracy, which the fine-tuned model's test
+accuracy tracks, stops rising. The JSON is rewritten (atomically) at every record.
 
     python bench/adaptation_trajectory.py --seed 1 --lr 5e-5 --steps 1600 \
         --out bench/results/adaptation_trajectory_fashion_mnist.json
@@ -18,33 +17,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
 import numpy as np
 import torch
-from torch import nn
+from fashion_features import features
 from transformers import AutoModel
 
 from hf_ssl import LabelPropagator, dinov2_path, load_fashion_mnist, sample_per_class
-from hf_ssl.contrastive import nt_xent
+from hf_ssl.contrastive import contrastive_adapt
 from hf_ssl.image_augment import ImageAugmenter
 from hf_ssl.image_data import image_array, to_pixel_values
+from hf_ssl.state import write_text_atomic
+
+SCORED = {"cls": "last cls", "L10": "L10 mean"}  # trajectory key: `features` key
 
 
-def graph_accuracy(model: nn.Module, images: np.ndarray, y: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def graph_accuracy(model: torch.nn.Module, images: np.ndarray, y: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Label-spreading accuracy on the pool (rows where ``y`` is -1) from the output CLS and layer 10's mean."""
     model.eval()
-    feats: dict[str, list[np.ndarray]] = {"cls": [], "L10": []}
-    with torch.inference_mode():
-        for start in range(0, len(images), 256):
-            out = model(pixel_values=to_pixel_values(images[start:start + 256], size=56), output_hidden_states=True)
-            feats["cls"].append(out.last_hidden_state[:, 0].numpy())
-            feats["L10"].append(out.hidden_states[10].mean(1).numpy())
-    model.train()
+    feats = features(model, images, 56, [10])
     result = {}
-    for name, parts in feats.items():
-        spread = LabelPropagator().fit(np.concatenate(parts), y)
+    for name, key in SCORED.items():
+        spread = LabelPropagator().fit(feats[key], y)
         result[name] = float((spread.transduction_[y == -1] == truth).mean())
     return result
 
@@ -71,35 +68,24 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model = AutoModel.from_pretrained(dinov2_path())
-    hidden = model.config.hidden_size
-    projection = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 128))
-    optimizer = torch.optim.AdamW([*model.parameters(), *projection.parameters()], lr=args.lr, weight_decay=0.05)
-    augmenter = ImageAugmenter()
     pool = to_pixel_values(image_array(unlabeled), size=56)
-    generator = torch.Generator().manual_seed(args.seed)
-
-    def embed(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return projection(model(**augmenter.strong(batch)).last_hidden_state[:, 0])
-
+    loader = torch.utils.data.DataLoader([{"pixel_values": row} for row in pool], batch_size=args.batch,
+                                         shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(args.seed))
     trajectory = [{"step": 0, **graph_accuracy(model, images, y, truth)}]
     print(trajectory[-1], flush=True)
-    model.train()
-    start, running = time.time(), []
-    for step in range(1, args.steps + 1):
-        batch = {"pixel_values": pool[torch.randint(len(pool), (args.batch,), generator=generator)]}
-        loss = nt_xent(embed(batch), embed(batch), args.temperature)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        running.append(float(loss))
-        if step % args.every == 0:
-            trajectory.append({"step": step, "loss": sum(running) / len(running), "sec": round(time.time() - start),
-                               **graph_accuracy(model, images, y, truth)})
-            running = []
-            print(trajectory[-1], flush=True)
-            with open(args.out, "w") as f:
-                json.dump({"args": vars(args), "torch_threads": torch.get_num_threads(),
-                           "machine": platform.machine(), "trajectory": trajectory}, f, indent=1)
+    start = time.time()
+
+    def on_record(step: int, loss: float) -> None:
+        trajectory.append({"step": step, "loss": loss, "sec": round(time.time() - start),
+                           **graph_accuracy(model, images, y, truth)})
+        print(trajectory[-1], flush=True)
+        report = {"args": vars(args), "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+                  "trajectory": trajectory}
+        write_text_atomic(os.path.dirname(args.out) or ".", os.path.basename(args.out), json.dumps(report, indent=1))
+
+    contrastive_adapt(model, loader, ImageAugmenter(), steps=args.steps, learning_rate=args.lr,
+                      temperature=args.temperature, seed=args.seed, log_every=args.every, on_record=on_record)
 
 
 if __name__ == "__main__":

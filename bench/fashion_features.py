@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -28,6 +29,7 @@ from transformers import AutoModel
 
 from hf_ssl import LabelPropagator, dinov2_path, load_fashion_mnist, sample_per_class
 from hf_ssl.image_data import image_array, to_pixel_values
+from hf_ssl.state import write_text_atomic
 
 PROBE_C = 10.0
 
@@ -105,8 +107,7 @@ def main() -> None:
     report = {"setting": vars(args), "runs": runs, "summary": summary, "seconds": round(time.time() - start, 1),
               "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
     if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=1)
+        write_text_atomic(os.path.dirname(args.out) or ".", os.path.basename(args.out), json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
