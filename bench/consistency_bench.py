@@ -6,7 +6,10 @@ labeled batch size; consistency arms add μ× unlabeled rows per step, and ``lab
 (`LabelPropagationTrainer`, not run by default) adds μ× pseudo-labeled rows after its labeled-only warm-up.
 ``full_label`` fine-tunes on the whole training split (the ceiling of the "gap closed" figure);
 ``pool_oracle`` (not run by default) fine-tunes the same way on the labeled rows plus the unlabeled pool with its true
-labels, the ceiling of any pseudo-labelling of that pool. ``--head_init
+labels, the ceiling of any pseudo-labelling of that pool. ``pool_graph`` (not run by default) trains the same way on
+the pool labelled by the graph prior's label spreading over the starting model's embeddings, and ``pool_graph@0.9``
+on those labels with randomly chosen wrong ones set right until 90% of the pool is right: how accurate pseudo-labels
+of the pool must be for a target accuracy, with the graph's own kind of errors. ``--head_init
 linear_probe`` starts every arm from a linear-probe head (LP-FT); ``labeled_only_random_head`` then adds the
 labeled-only baseline with the model's own head, and gains are measured against the better of the two labeled-only
 baselines (by mean). Results are appended
@@ -28,6 +31,7 @@ import os
 import statistics
 import time
 
+import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
@@ -54,7 +58,8 @@ CONSISTENCY_ARMS = ("labeled_only", "fixmatch", "uda", "mean_teacher", "pi_model
 # labeled_only_random_head: the labeled-only baseline with the model's own random head whatever --head_init says,
 # so that a linear-probe start (LP-FT) is judged against the stronger of the two labeled-only baselines.
 BASELINES = ("labeled_only", "labeled_only_random_head")
-ARMS = (*CONSISTENCY_ARMS, "labeled_only_random_head", "label_propagation", "full_label", "pool_oracle")
+ARMS = (*CONSISTENCY_ARMS, "labeled_only_random_head", "label_propagation", "full_label", "pool_oracle", "pool_graph")
+VARIANT_ARMS = (*CONSISTENCY_ARMS[1:], "pool_graph")  # arms that take an @<name> (pool_graph@<accuracy>)
 
 
 def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Dataset, Dataset, list[str], object]:
@@ -119,6 +124,27 @@ def adapted_encoder(args: argparse.Namespace, seed: int, unlabeled: Dataset, nam
     return path
 
 
+def graph_pool_labels(arm: str, seed: int, trainer_kwargs: dict, common: dict, labeled: Dataset,
+                      unlabeled: Dataset) -> tuple[np.ndarray, dict]:
+    """Pool labels of a ``pool_graph[@<accuracy>]`` arm: the classes the graph prior would start from (label
+    spreading over the model's embeddings of both pools, `SSLTrainer.spread_labels` with the `GraphConfig`
+    defaults), then, for ``@<accuracy>``, randomly chosen wrong rows set to their true class until that fraction of
+    the pool is right. Returns the labels and a record of the graph's and the labels' accuracy."""
+    truth = np.asarray(unlabeled["ssl_truth"])
+    spreader = ConsistencyTrainer(args=ConsistencyConfig(**common), train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                  **trainer_kwargs)
+    graph = spreader.spread_labels().transduction_[len(labeled):]
+    labels = graph.copy()
+    if "@" in arm:
+        target = float(arm.split("@")[1])
+        wrong = np.flatnonzero(labels != truth)
+        fix = max(0, int(np.ceil(target * len(truth))) - int((labels == truth).sum()))
+        chosen = np.random.default_rng(seed).permutation(wrong)[:fix]
+        labels[chosen] = truth[chosen]
+    return labels, {"graph_accuracy": float((graph == truth).mean()),
+                    "pool_label_accuracy": float((labels == truth).mean())}
+
+
 def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
     labeled, unlabeled, test, full, names, processor = pools(args, seed)
     adapted = arm.endswith("+adapted")
@@ -132,6 +158,7 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
                   per_device_eval_batch_size=64, lr_scheduler_type="linear", warmup_steps=0,
                   head_init=args.head_init)
     kwargs = dict(model=model, eval_dataset=test, processing_class=processor, compute_metrics=classification_metrics)
+    pool_record: dict = {}
     if arm == "labeled_only_random_head":
         common["head_init"] = "random"
     if arm in BASELINES and args.dataset == "fashion_mnist":
@@ -141,11 +168,16 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
         trainer = ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
     elif arm in BASELINES:
         trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=labeled, **kwargs)
-    elif arm in ("full_label", "pool_oracle"):
+    elif arm in ("full_label", "pool_oracle") or arm.startswith("pool_graph"):
         # pool_oracle, the ceiling of any pseudo-labelling of this unlabeled pool: the labeled rows plus the pool with
-        # its true labels, trained like full_label for the same number of steps.
-        data = full if arm == "full_label" else concatenate_datasets(
-            [labeled, unlabeled.rename_column("ssl_truth", "label")])
+        # its true labels, trained like full_label for the same number of steps; pool_graph: the same with the graph's
+        # (partly corrected) labels.
+        pool = unlabeled.rename_column("ssl_truth", "label")
+        if arm.startswith("pool_graph"):
+            labels, pool_record = graph_pool_labels(arm, seed, kwargs, common, labeled, unlabeled)
+            pool = pool.remove_columns("label").add_column("label", labels.tolist()).cast_column(
+                "label", labeled.features["label"])
+        data = full if arm == "full_label" else concatenate_datasets([labeled, pool])
         common.update(num_train_epochs=args.full_epochs * len(full) / len(data), learning_rate=args.full_learning_rate,
                       per_device_train_batch_size=32)
         trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=data, **kwargs)
@@ -175,6 +207,7 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
         result["epoch_records"] = trainer.epoch_records
     if isinstance(trainer, LabelPropagationTrainer):
         result["propagations"] = trainer.propagations
+    result.update(pool_record)
     print(json.dumps({k: v for k, v in result.items() if k not in ("epoch_records", "propagations")}), flush=True)
     return result
 
@@ -210,6 +243,13 @@ def summarise(report: dict) -> None:
     report["baseline"] = baseline
 
 
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("r8", "fashion_mnist"), default="r8")
@@ -243,12 +283,13 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     bases = [a.removesuffix("+adapted") for a in args.arms]
-    unknown = [a for a in bases if a.split("@")[0] not in ARMS or ("@" in a and a.split("@")[0] not in
-                                                                   CONSISTENCY_ARMS[1:])]
+    unknown = [a for a in bases if a.split("@")[0] not in ARMS or ("@" in a and a.split("@")[0] not in VARIANT_ARMS)]
+    unknown += [a for a in bases if a.startswith("pool_graph@") and not 0 < _float_or_nan(a.split("@")[1]) <= 1]
     if any(a.endswith("+adapted") for a in args.arms) and (args.adapt_steps < 1 or args.dataset != "fashion_mnist"):
         parser.error("+adapted arms need --adapt_steps > 0 and --dataset fashion_mnist")
     if unknown:
-        parser.error(f"unknown arms {unknown}: choose from {ARMS}, or <consistency method>@<name> for a variant")
+        parser.error(f"unknown arms {unknown}: choose from {ARMS}, <consistency method>@<name> for a "
+                     "variant, or pool_graph@<accuracy in (0, 1]>")
     if args.labels_per_class is None:
         args.labels_per_class = 5 if args.dataset == "r8" else 4
     if args.dataset == "fashion_mnist" and args.test_rows < 0:
