@@ -10,6 +10,9 @@ before the final norm), the model's normalised last hidden state, and the raw 28
 - ``probe``: logistic regression (C = 10, unit-norm features) on the 40 labeled rows; test accuracy;
 - ``pool_oracle_probe``: the same probe on the labeled rows plus the pool with its true labels; test accuracy.
 
+A feature set named ``A+B`` (``--combine``) is the concatenation of A and B, each scaled to unit norm per row.
+``--model`` scores another encoder folder (e.g. one adapted to the pool by `contrastive_adapt`) instead.
+
     python bench/fashion_features.py --seeds 0 1 2 --out bench/results/fashion_features.json
 """
 
@@ -56,6 +59,11 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def combined(feats: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """``feats`` plus each ``A+B`` of ``names``: the row-wise unit-norm parts side by side."""
+    return {**feats, **{name: np.hstack([unit(feats[part]) for part in name.split("+")]) for name in names}}
+
+
 def score(labeled: np.ndarray, y_labeled: np.ndarray, pool: np.ndarray, y_pool: np.ndarray, test: np.ndarray,
           y_test: np.ndarray) -> dict[str, float]:
     """Label spreading on the pool, the 40-label probe and the pool-oracle probe, for one feature set."""
@@ -77,20 +85,23 @@ def main() -> None:
     parser.add_argument("--train_subset", type=int, default=6000)
     parser.add_argument("--test_rows", type=int, default=5000)
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6, 7, 8, 9, 10, 11, 12])
+    parser.add_argument("--combine", nargs="*", default=[], help='feature sets to concatenate, e.g. "last cls+pixels"')
+    parser.add_argument("--model", default=None, help="encoder folder to score (default: the converted DINOv2-S)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
     start = time.time()
-    model = AutoModel.from_pretrained(dinov2_path()).eval()
+    model = AutoModel.from_pretrained(args.model or dinov2_path()).eval()
     raw = load_fashion_mnist()
     test = raw["test"].shuffle(seed=1234).select(range(args.test_rows))
-    test_features, y_test = features(model, image_array(test), args.image_size, args.layers), np.array(test["label"])
+    test_features = combined(features(model, image_array(test), args.image_size, args.layers), args.combine)
+    y_test = np.array(test["label"])
     runs = []
     for seed in args.seeds:
         train = raw["train"].shuffle(seed=seed).select(range(args.train_subset))
         labeled, pool = sample_per_class(train, args.labels_per_class, seed=seed, max_unlabeled=args.max_unlabeled)
-        f_lab = features(model, image_array(labeled), args.image_size, args.layers)
-        f_pool = features(model, image_array(pool), args.image_size, args.layers)
+        f_lab = combined(features(model, image_array(labeled), args.image_size, args.layers), args.combine)
+        f_pool = combined(features(model, image_array(pool), args.image_size, args.layers), args.combine)
         y_lab, y_pool = np.array(labeled["label"]), np.array(pool["ssl_truth"])
         for name in f_lab:
             result = {"seed": seed, "features": name,
