@@ -27,10 +27,10 @@ from fashion_features import features
 from transformers import AutoModel
 
 from hf_ssl import LabelPropagator, dinov2_path, load_fashion_mnist, sample_per_class
-from hf_ssl.contrastive import contrastive_adapt
-from hf_ssl.image_augment import ImageAugmenter
-from hf_ssl.image_data import image_array, to_pixel_values
-from hf_ssl.state import write_text_atomic
+from hf_ssl.augment.image import ImageAugmenter
+from hf_ssl.data.images import image_array, to_pixel_values
+from hf_ssl.methods.contrastive import contrastive_adapt
+from hf_ssl.utils import write_text_atomic
 
 SCORED = {"cls": "last cls", "L10": "L10 mean"}  # trajectory key: `features` key
 

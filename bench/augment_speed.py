@@ -21,8 +21,8 @@ from pathlib import Path
 import kornia
 import torch
 
-from hf_ssl.image_augment import ImageAugmenter
-from hf_ssl.image_data import IMAGENET_MEAN, IMAGENET_STD
+from hf_ssl.augment.image import ImageAugmenter
+from hf_ssl.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 AUGMENTER_FIELDS = ("flip", "crop_padding", "randaugment_n", "randaugment_m", "cutout")
 

@@ -51,8 +51,8 @@ from hf_ssl import (
     minilm_path,
     sample_per_class,
 )
-from hf_ssl.image_data import pixel_dataset
-from hf_ssl.metrics import classification_metrics
+from hf_ssl.data.images import pixel_dataset
+from hf_ssl.data.metrics import classification_metrics
 
 CONSISTENCY_ARMS = ("labeled_only", "fixmatch", "uda", "mean_teacher", "pi_model", "mixmatch")
 # labeled_only_random_head: the labeled-only baseline with the model's own random head whatever --head_init says,

@@ -29,7 +29,7 @@ from datasets import Dataset
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, dinov2_path, load_text_dataset, minilm_path, sample_per_class
-from hf_ssl.collators import SSL_COLUMNS, concat_inputs, make_views
+from hf_ssl.data.collators import SSL_COLUMNS, concat_inputs, make_views
 
 
 def pools(model_name: str, n_unlabeled: int, max_length: int, image_size: int):

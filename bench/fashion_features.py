@@ -31,8 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel
 
 from hf_ssl import LabelPropagator, dinov2_path, load_fashion_mnist, sample_per_class
-from hf_ssl.image_data import image_array, to_pixel_values
-from hf_ssl.state import write_text_atomic
+from hf_ssl.data.images import image_array, to_pixel_values
+from hf_ssl.utils import write_text_atomic
 
 PROBE_C = 10.0
 

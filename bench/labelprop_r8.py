@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from hf_ssl import LabelPropagator, encode, load_text_dataset, minilm_path, sample_per_class
-from hf_ssl.assets import cache_dir
+from hf_ssl.assets.wheels import cache_dir
 
 SWEEP = {"n_neighbors": [5, 10, 20, 50], "alpha": [0.9, 0.99, 0.999], "power": [1, 3, 5],
          "class_balance": [False, True]}

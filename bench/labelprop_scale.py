@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_ssl.propagation import LabelPropagator
+from hf_ssl.graph.propagation import LabelPropagator
 
 
 def make_data(n: int, dim: int, n_classes: int, modes: int, spread: float, noise: float,

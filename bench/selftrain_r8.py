@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, load_text_dataset, minilm_path, sample_per_class
-from hf_ssl.metrics import classification_metrics
+from hf_ssl.data.metrics import classification_metrics
 
 
 @torch.inference_mode()

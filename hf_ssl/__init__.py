@@ -1,26 +1,26 @@
 """hf_ssl: semi-supervised fine-tuning of pretrained models as drop-in `transformers.Trainer` subclasses."""
 
-from .assets import minilm_path, orange_text_path
-from .collators import ConsistencyCollator, SSLDataCollator
-from .consistency_config import ConsistencyConfig
-from .consistency_trainer import ConsistencyTrainer
-from .contrastive import contrastive_adapt
-from .data import UNLABELED, load_text_dataset, sample_per_class, split_pools
-from .dinov2 import dinov2_path
-from .ema import EMATeacher
-from .embeddings import encode
-from .image_data import load_fashion_mnist, load_mnist_5k, to_pixel_values
-from .label_propagation_config import LabelPropagationConfig
-from .label_propagation_trainer import LabelPropagationTrainer
-from .propagation import LabelPropagator
-from .pseudo_labels import select_pseudo_labels, soft_targets
-from .selection import propagate_cluster_labels, select_for_labeling
-from .self_training_config import SelfTrainingConfig
-from .self_training_trainer import SelfTrainingTrainer
-from .ssl_config import SSLConfig
-from .ssl_trainer import SSLTrainer
-from .text_augment import TextAugmenter
-from .zero_shot import class_text_embeddings, zero_shot_probabilities
+from hf_ssl.assets.dinov2 import dinov2_path
+from hf_ssl.assets.wheels import minilm_path, orange_text_path
+from hf_ssl.augment.text import TextAugmenter
+from hf_ssl.data.collators import ConsistencyCollator, SSLDataCollator
+from hf_ssl.data.images import load_fashion_mnist, load_mnist_5k, to_pixel_values
+from hf_ssl.data.pools import UNLABELED, load_text_dataset, sample_per_class, split_pools
+from hf_ssl.graph.embeddings import encode
+from hf_ssl.graph.propagation import LabelPropagator
+from hf_ssl.graph.selection import propagate_cluster_labels, select_for_labeling
+from hf_ssl.graph.zero_shot import class_text_embeddings, zero_shot_probabilities
+from hf_ssl.methods.contrastive import contrastive_adapt
+from hf_ssl.methods.ema import EMATeacher
+from hf_ssl.methods.pseudo_labels import select_pseudo_labels, soft_targets
+from hf_ssl.trainer.base_config import SSLConfig
+from hf_ssl.trainer.base_trainer import SSLTrainer
+from hf_ssl.trainer.consistency_config import ConsistencyConfig
+from hf_ssl.trainer.consistency_trainer import ConsistencyTrainer
+from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
+from hf_ssl.trainer.label_propagation_trainer import LabelPropagationTrainer
+from hf_ssl.trainer.self_training_config import SelfTrainingConfig
+from hf_ssl.trainer.self_training_trainer import SelfTrainingTrainer
 
 __version__ = "0.1.0"
 
@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """`ImageAugmenter` is imported on first use: it needs kornia (the ``vision`` extra)."""
     if name == "ImageAugmenter":
-        from .image_augment import ImageAugmenter
+        from hf_ssl.augment.image import ImageAugmenter
 
         return ImageAugmenter
     raise AttributeError(f"module 'hf_ssl' has no attribute {name!r}")

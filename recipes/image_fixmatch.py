@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForImageClassification
 
 from hf_ssl import ConsistencyConfig, dinov2_path, sample_per_class
-from hf_ssl.cli import PeftArguments, parse_args, run_consistency_recipe
-from hf_ssl.image_data import load_fashion_mnist, load_mnist_5k, pixel_dataset
+from hf_ssl.data.images import load_fashion_mnist, load_mnist_5k, pixel_dataset
+from hf_ssl.scripts.utils import PeftArguments, parse_args, run_consistency_recipe
 
 
 @dataclass

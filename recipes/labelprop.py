@@ -39,8 +39,8 @@ from hf_ssl import (
     select_for_labeling,
     zero_shot_probabilities,
 )
-from hf_ssl.cli import leave_together, parse_args
-from hf_ssl.embeddings import is_dual_encoder
+from hf_ssl.graph.embeddings import is_dual_encoder
+from hf_ssl.scripts.utils import leave_together, parse_args
 
 
 @dataclass
@@ -168,7 +168,7 @@ def finetune(args: LabelPropArguments, path: str, data, test) -> None:
     from transformers import AutoModelForSequenceClassification
 
     from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
-    from hf_ssl.metrics import classification_metrics
+    from hf_ssl.data.metrics import classification_metrics
 
     names = data.features["label"].names
     tokenizer = AutoTokenizer.from_pretrained(path)

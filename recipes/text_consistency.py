@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_ssl import ConsistencyConfig
-from hf_ssl.cli import PeftArguments, TextDataArguments, parse_args, run_consistency_recipe
+from hf_ssl.scripts.utils import PeftArguments, TextDataArguments, parse_args, run_consistency_recipe
 
 
 @dataclass

@@ -15,8 +15,8 @@ import os
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
-from hf_ssl.cli import PeftArguments, TextDataArguments, leave_together, parse_args
-from hf_ssl.metrics import classification_metrics
+from hf_ssl.data.metrics import classification_metrics
+from hf_ssl.scripts.utils import PeftArguments, TextDataArguments, leave_together, parse_args
 
 
 def main() -> None:

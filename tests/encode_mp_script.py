@@ -16,7 +16,7 @@ from datasets import Dataset  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 from hf_ssl import encode  # noqa: E402
-from hf_ssl.cli import leave_together  # noqa: E402
+from hf_ssl.scripts.utils import leave_together  # noqa: E402
 
 
 def variable_texts(n: int, seed: int = 0) -> list[str]:

@@ -13,8 +13,8 @@ from conftest import text_pool, tiny_bert  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, sample_per_class  # noqa: E402
-from hf_ssl.cli import leave_together  # noqa: E402
-from hf_ssl.metrics import classification_metrics  # noqa: E402
+from hf_ssl.data.metrics import classification_metrics  # noqa: E402
+from hf_ssl.scripts.utils import leave_together  # noqa: E402
 
 
 def main(tokenizer_dir: str, out: str, batch_size: int) -> None:

@@ -14,9 +14,10 @@ import pytest
 from conftest import tiny_bert
 from huggingface_hub import ModelCard
 
-from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, assets
+from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
+from hf_ssl.assets import wheels as assets
 
-EXPECTED = Path(__file__).parent / "data" / "expected_card.md"
+EXPECTED = Path(__file__).resolve().parents[1] / "model_cards" / "self_training_example.md"
 
 
 def card_trainer(tmp_path, pools, tokenizer):
@@ -64,8 +65,8 @@ def test_template_ships_in_the_wheel(tmp_path):
                     str(tmp_path), str(root)], check=True)
     wheel = next(tmp_path.glob("hf_ssl-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "hf_ssl/model_cards/ssl_model_card.md" in names
-    assert "hf_ssl/ssl_trainer.py" in names
+    assert "hf_ssl/trainer/model_card_template.md" in names
+    assert "hf_ssl/trainer/base_trainer.py" in names
 
 
 def fake_wheel(folder: Path, member: str, payload: bytes) -> Path:

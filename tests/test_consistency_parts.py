@@ -10,12 +10,11 @@ import torch.nn.functional as F
 from conftest import tiny_bert
 from transformers import DataCollatorWithPadding
 
-from hf_ssl.collators import ConsistencyCollator, concat_inputs, make_views
-from hf_ssl.consistency_config import ConsistencyConfig
-from hf_ssl.ema import EMATeacher
-from hf_ssl.losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
-from hf_ssl.text_augment import TextAugmenter
-from hf_ssl.thresholds import (
+from hf_ssl.augment.text import TextAugmenter
+from hf_ssl.data.collators import ConsistencyCollator, concat_inputs, make_views
+from hf_ssl.methods.ema import EMATeacher
+from hf_ssl.methods.losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
+from hf_ssl.methods.thresholds import (
     ConfidenceMasker,
     fixed_mask,
     flexmatch_thresholds,
@@ -25,6 +24,7 @@ from hf_ssl.thresholds import (
     softmatch_update,
     softmatch_weights,
 )
+from hf_ssl.trainer.consistency_config import ConsistencyConfig
 
 
 def probs_with_confidence(confidence: float, n: int = 8, classes: int = 4, top: int = 0) -> torch.Tensor:

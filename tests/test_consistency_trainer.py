@@ -10,10 +10,10 @@ from datasets import concatenate_datasets
 from transformers import ViTConfig, ViTForImageClassification
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, LabelPropagator, encode
-from hf_ssl.consistency_config import METHODS
-from hf_ssl.consistency_trainer import slow_momentum_warnings
-from hf_ssl.metrics import classification_metrics
-from hf_ssl.thresholds import THRESHOLD_STRATEGIES
+from hf_ssl.data.metrics import classification_metrics
+from hf_ssl.methods.thresholds import THRESHOLD_STRATEGIES
+from hf_ssl.trainer.consistency_config import METHODS
+from hf_ssl.trainer.consistency_trainer import slow_momentum_warnings
 
 
 def config(tmp_path, **overrides) -> ConsistencyConfig:

@@ -11,7 +11,7 @@ from conftest import tiny_bert
 from transformers import ViTConfig, ViTForImageClassification
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, ImageAugmenter
-from hf_ssl.contrastive import contrastive_adapt, nt_xent
+from hf_ssl.methods.contrastive import contrastive_adapt, nt_xent
 
 
 def test_nt_xent_is_low_for_matching_pairs_and_log_2n_minus_1_for_uninformative_ones():

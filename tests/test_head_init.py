@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, Dinov2Config, Dinov2ForImageClassification
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, SSLConfig, SSLTrainer
-from hf_ssl.head_init import classifier_layer, fit_linear_probe, head_features
+from hf_ssl.methods.head_init import classifier_layer, fit_linear_probe, head_features
 
 
 def test_probe_matches_scikit_learn_logistic_regression():

@@ -1,4 +1,4 @@
-"""Unit tests of hf_ssl.image_augment on small random batches."""
+"""Unit tests of hf_ssl.augment.image on small random batches."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_ssl.image_augment import RANDAUGMENT_OPS, ImageAugmenter
-from hf_ssl.image_data import IMAGENET_MEAN, IMAGENET_STD
+from hf_ssl.augment.image import RANDAUGMENT_OPS, ImageAugmenter
+from hf_ssl.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

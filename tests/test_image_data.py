@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_ssl.image_data import (
+from hf_ssl.data.images import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_ROOT,
     IMAGENET_MEAN,

@@ -21,9 +21,9 @@ from hf_ssl import (
     minilm_path,
     sample_per_class,
 )
-from hf_ssl.image_data import pixel_dataset
-from hf_ssl.metrics import classification_metrics
-from hf_ssl.ssl_config import labeled_only_config
+from hf_ssl.data.images import pixel_dataset
+from hf_ssl.data.metrics import classification_metrics
+from hf_ssl.trainer.base_config import labeled_only_config
 
 CONTRASTIVE_STEPS = 60
 

@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, load_text_dataset, minilm_path, sample_per_class
-from hf_ssl.metrics import classification_metrics
+from hf_ssl.data.metrics import classification_metrics
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from hf_ssl.knn import blocked_ivf_knn, default_nlist, knn_search, normalised_rows
-from hf_ssl.propagation import LabelPropagator
+from hf_ssl.graph.knn import blocked_ivf_knn, default_nlist, knn_search, normalised_rows
+from hf_ssl.graph.propagation import LabelPropagator
 
 
 def clustered(n: int, d: int, centres: int, noise: float, seed: int = 0) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_bert
 
 from hf_ssl import LabelPropagationConfig, LabelPropagationTrainer
-from hf_ssl.metrics import classification_metrics
+from hf_ssl.data.metrics import classification_metrics
 
 
 def config(tmp_path, **overrides) -> LabelPropagationConfig:
@@ -115,7 +115,7 @@ def test_label_propagation_trainer_on_an_image_model(tmp_path):
     pixels = rng.normal(size=(60, 3, 16, 16)).astype(np.float32) + labels[:, None, None, None] * 3.0
     features = Features({"pixel_values": Array3D((3, 16, 16), "float32"), "label": ClassLabel(names=["a", "b"])})
     data = Dataset.from_dict({"pixel_values": pixels, "label": labels.tolist()}, features=features)
-    # torch-formatted, as hf_ssl.image_data.pixel_dataset returns: rows (and pseudo-label vectors) come as tensors.
+    # torch-formatted, as hf_ssl.data.images.pixel_dataset returns: rows (and pseudo-label vectors) come as tensors.
     labeled, unlabeled = (d.with_format("torch") for d in sample_per_class(data, k=3, seed=0))
     config = LabelPropagationConfig(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=2,
                                     n_neighbors=5, report_to="none", use_cpu=True)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from hf_ssl.propagation import LabelPropagator
+from hf_ssl.graph.propagation import LabelPropagator
 
 
 def clusters(n_per: int, n_classes: int, dim: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, Features, Value
 
 from hf_ssl import UNLABELED, sample_per_class, select_pseudo_labels, soft_targets, split_pools
-from hf_ssl.data import read_orange_tab
-from hf_ssl.losses import soft_cross_entropy, weighted_cross_entropy
-from hf_ssl.pseudo_labels import selection_stats
-from hf_ssl.sampling import UnlabeledBatchSampler
+from hf_ssl.data.pools import read_orange_tab
+from hf_ssl.data.sampling import UnlabeledBatchSampler
+from hf_ssl.methods.losses import soft_cross_entropy, weighted_cross_entropy
+from hf_ssl.methods.pseudo_labels import selection_stats
 
 
 def labeled_dataset(n: int = 50, classes: int = 3) -> Dataset:

@@ -11,7 +11,7 @@ from conftest import tiny_bert
 from huggingface_hub import ModelCard
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
-from hf_ssl.metrics import classification_metrics
+from hf_ssl.data.metrics import classification_metrics
 
 
 class FakeApi:

@@ -88,7 +88,7 @@ def test_consistency_recipes_run_offline_and_save_model_and_card(tmp_path, recip
 
 
 def test_leave_together_does_nothing_in_one_process():
-    from hf_ssl.cli import leave_together
+    from hf_ssl.scripts.utils import leave_together
 
     class OneProcess:
         num_processes = 1

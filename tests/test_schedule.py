@@ -1,6 +1,6 @@
 """The build schedule shared by the graph prior and label propagation in the loop."""
 
-from hf_ssl.schedule import EpochSchedule, due_epoch
+from hf_ssl.trainer.schedule import EpochSchedule, due_epoch
 
 
 def builds(start: float, every: int, epochs: int, done: int = -1) -> list[int]:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from hf_ssl.selection import propagate_cluster_labels, select_for_labeling
+from hf_ssl.graph.selection import propagate_cluster_labels, select_for_labeling
 
 
 def clusters(sizes: list[int], dim: int = 16, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from datasets import load_from_disk
 from transformers import TrainerCallback, ViTConfig, ViTForImageClassification
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
-from hf_ssl.metrics import classification_metrics
+from hf_ssl.data.metrics import classification_metrics
 
 
 def config(tmp_path, **overrides) -> SelfTrainingConfig:

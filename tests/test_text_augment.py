@@ -1,4 +1,4 @@
-"""Unit tests of hf_ssl.text_augment on tiny hand-made batches (CPU, fast)."""
+"""Unit tests of hf_ssl.augment.text on tiny hand-made batches (CPU, fast)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from hf_ssl.text_augment import (
+from hf_ssl.augment.text import (
     TextAugmenter,
     content_mask,
     delete_tokens,

@@ -11,7 +11,7 @@ from datasets import Dataset
 from transformers import TrainingArguments
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
-from hf_ssl.state import save_ssl_state
+from hf_ssl.trainer.state import save_ssl_state
 
 
 def args(tmp_path, **kw):
@@ -160,7 +160,7 @@ def test_images_with_the_wrong_number_of_channels(tmp_path):
 
 @pytest.mark.parametrize("texts", [["a b", None, "c"], ["a b", "   ", "c"]])
 def test_none_or_blank_texts_rejected_before_tokenizing(texts):
-    from hf_ssl.validation import check_texts
+    from hf_ssl.data.validation import check_texts
 
     with pytest.raises(ValueError, match=r"empty or None text\(s\) in column 'text' \(rows \[1\]\)"):
         check_texts(Dataset.from_dict({"text": texts}), "text", "train")

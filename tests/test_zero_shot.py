@@ -256,7 +256,7 @@ def test_real_dinov2_and_minilm_towers_give_a_usable_prior():
     from transformers import AutoTokenizer, VisionTextDualEncoderModel
 
     from hf_ssl import dinov2_path, load_mnist_5k, minilm_path, to_pixel_values
-    from hf_ssl.image_data import image_array
+    from hf_ssl.data.images import image_array
 
     torch.manual_seed(0)
     model = VisionTextDualEncoderModel.from_vision_text_pretrained(str(dinov2_path()), str(minilm_path())).eval()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .graph_config import GraphConfig
-from .ssl_config import SSLConfig
-from .thresholds import THRESHOLD_STRATEGIES
+from hf_ssl.graph.config import GraphConfig
+from hf_ssl.methods.thresholds import THRESHOLD_STRATEGIES
+from hf_ssl.trainer.base_config import SSLConfig
 
 __all__ = ["ConsistencyConfig", "METHODS"]
 

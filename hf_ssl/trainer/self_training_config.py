@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .ssl_config import SSLConfig
+from hf_ssl.trainer.base_config import SSLConfig
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .graph_config import GraphConfig
-from .ssl_config import SSLConfig
+from hf_ssl.graph.config import GraphConfig
+from hf_ssl.trainer.base_config import SSLConfig
 
 
 @dataclass

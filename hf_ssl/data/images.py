@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Array2D, Array3D, ClassLabel, Dataset, DatasetDict, Features
 
-from .assets import extract_asset
+from hf_ssl.assets.wheels import extract_asset
 
 __all__ = [
     "FASHION_MNIST_CLASSES", "FASHION_MNIST_ROOT", "MNIST_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "read_idx",

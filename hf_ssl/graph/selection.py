@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .knn import BLOCK_ENTRIES, as_numpy, import_faiss, single_threaded_blas
+from hf_ssl.graph.knn import BLOCK_ENTRIES
+from hf_ssl.utils import as_numpy, import_faiss, single_threaded_blas
 
 __all__ = ["select_for_labeling", "propagate_cluster_labels"]
 

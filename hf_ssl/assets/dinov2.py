@@ -7,7 +7,7 @@ anonymous ``MatMul`` initializers (stored transposed) whose node names give the 
 embeddings are split into a class-token part and a 37x37 patch grid.
 
 The result is a standard HF folder (``config.json``, ``model.safetensors`` with the Hub's usual key names,
-``preprocessor_config.json``) cached under ``hf_ssl.assets.cache_dir()``, keyed by the wheel's sha256, and
+``preprocessor_config.json``) cached under ``hf_ssl.assets.wheels.cache_dir()``, keyed by the wheel's sha256, and
 checked against the ONNX backbone on a fixed random input before it is published.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from .assets import ASSETS, cache_dir, extract_asset
+from hf_ssl.assets.wheels import ASSETS, cache_dir, extract_asset
 
 __all__ = [
     "DINOV2_MEAN", "DINOV2_STD", "ONNX_FILE", "dinov2_path", "convert_onnx_backbone", "onnx_backbone_output",

@@ -5,21 +5,19 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.resources
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-if TYPE_CHECKING:
-    from .ssl_trainer import SSLTrainer
+from transformers import Trainer
 
 __all__ = ["TEMPLATE_NAME", "template_path", "render_model_card"]
 
-TEMPLATE_NAME = "ssl_model_card.md"
+TEMPLATE_NAME = "model_card_template.md"
 
 
 def template_path() -> str:
-    """Path of the card template inside the installed package (``hf_ssl.model_cards``)."""
-    return str(importlib.resources.files("hf_ssl.model_cards") / TEMPLATE_NAME)
+    """Path of the card template, shipped beside this module."""
+    return str(importlib.resources.files("hf_ssl.trainer") / TEMPLATE_NAME)
 
 
 def _hub_id(name: str | None) -> str | None:
@@ -36,14 +34,14 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _last_eval(trainer: SSLTrainer) -> dict[str, float]:
+def _last_eval(trainer: Trainer) -> dict[str, float]:
     for entry in reversed(trainer.state.log_history):
         if any(key.startswith("eval_") for key in entry):
             return {k: v for k, v in entry.items() if k.startswith("eval_")}
     return {}
 
 
-def render_model_card(trainer: SSLTrainer, model_name: str | None = None,
+def render_model_card(trainer: Trainer, model_name: str | None = None,
                       dataset_name: str | list[str] | None = None, eval_results: dict[str, float] | None = None,
                       tags: str | list[str] | None = None, language: str | None = None, license: str | None = None,
                       finetuned_from: str | None = None, **_: Any) -> str:

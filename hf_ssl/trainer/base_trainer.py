@@ -20,17 +20,9 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .collators import SSL_COLUMNS, SSLDataCollator
-from .embeddings import encode
-from .head_init import init_head_from_probe
-from .losses import soft_cross_entropy
-from .model_card import render_model_card
-from .peft_utils import wrap_with_peft
-from .propagation import LabelPropagator
-from .sampling import UnlabeledBatchSampler
-from .ssl_config import SSLConfig
-from .state import load_ssl_state, save_ssl_state, write_text_atomic
-from .validation import (
+from hf_ssl.data.collators import SSL_COLUMNS, SSLDataCollator
+from hf_ssl.data.sampling import UnlabeledBatchSampler
+from hf_ssl.data.validation import (
     LABEL_COLUMNS,
     check_label_names,
     check_labeled_pool,
@@ -38,6 +30,15 @@ from .validation import (
     check_unlabeled_pool,
     label_column_of,
 )
+from hf_ssl.graph.embeddings import encode
+from hf_ssl.graph.propagation import LabelPropagator
+from hf_ssl.methods.head_init import init_head_from_probe
+from hf_ssl.methods.losses import soft_cross_entropy
+from hf_ssl.trainer.base_config import SSLConfig
+from hf_ssl.trainer.model_card import render_model_card
+from hf_ssl.trainer.peft_utils import wrap_with_peft
+from hf_ssl.trainer.state import load_ssl_state, save_ssl_state
+from hf_ssl.utils import write_text_atomic
 
 logger = get_logger(__name__)
 

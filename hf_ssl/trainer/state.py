@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["SSL_STATE_NAME", "save_ssl_state", "load_ssl_state", "write_text_atomic"]
+__all__ = ["SSL_STATE_NAME", "save_ssl_state", "load_ssl_state"]
 
 SSL_STATE_NAME = "ssl_state.pt"
 
@@ -19,16 +19,6 @@ def save_ssl_state(folder: str, state: dict[str, Any]) -> str:
     tmp = path + ".tmp"
     torch.save(state, tmp)
     os.replace(tmp, path)
-    return path
-
-
-def write_text_atomic(folder: str, name: str, text: str) -> str:
-    """Write ``text`` to ``folder/name`` through a temporary file and a rename; return the path."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, name)
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(path + ".tmp", path)
     return path
 
 

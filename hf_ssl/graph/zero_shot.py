@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .embeddings import encode, is_dual_encoder
-from .knn import as_numpy
+from hf_ssl.graph.embeddings import encode, is_dual_encoder
+from hf_ssl.utils import as_numpy
 
 __all__ = ["zero_shot_probabilities", "class_text_embeddings"]
 

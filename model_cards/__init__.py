@@ -1,1 +1,0 @@
-"""Model card templates shipped inside the hf_ssl wheel (as ``hf_ssl.model_cards``)."""
