@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from conftest import text_pool, tiny_bert  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
-import hf_ssl.trainer.base_trainer as trainer_module  # noqa: E402
+import hf_ssl.trainer.graph_spreading as trainer_module  # noqa: E402
 from hf_ssl import LabelPropagationConfig, LabelPropagationTrainer, sample_per_class  # noqa: E402
 from hf_ssl.data.metrics import classification_metrics  # noqa: E402
 from hf_ssl.scripts.utils import leave_together  # noqa: E402

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.logging import get_logger
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -30,8 +30,6 @@ from hf_ssl.data.validation import (
     check_unlabeled_pool,
     label_column_of,
 )
-from hf_ssl.graph.embeddings import encode
-from hf_ssl.graph.propagation import LabelPropagator
 from hf_ssl.methods.head_init import init_head_from_probe
 from hf_ssl.methods.losses import soft_cross_entropy
 from hf_ssl.trainer.base_config import SSLConfig
@@ -259,24 +257,6 @@ class SSLTrainer(Trainer):
             return np.asarray(self.unlabeled_dataset[column])
         return None
 
-    def spread_labels(self) -> LabelPropagator:
-        """Embed the labeled and unlabeled pools with the current model and spread the labels over a kNN graph of
-        the embeddings; returns the fitted `LabelPropagator` (labeled rows first). Needs the `GraphConfig` fields
-        on the config. Every process gets the same result."""
-        args = self.args
-        model = self.accelerator.unwrap_model(self.model)
-        was_training = model.training
-        columns = self.model_input_columns(self.train_dataset)
-        data = concatenate_datasets([d.select_columns(columns) for d in (self.train_dataset, self.unlabeled_dataset)])
-        embeddings = encode(model, data, self.processing_class, pooling=args.pooling, normalize=True,
-                            batch_size=args.encode_batch_size,
-                            accelerator=self.accelerator if args.world_size > 1 else None,
-                            show_progress=not args.disable_tqdm, layer=args.embedding_layer)
-        model.train(was_training)
-        labels = np.asarray(self.train_dataset[label_column_of(self.train_dataset)])
-        y = np.concatenate([labels, np.full(len(self.unlabeled_dataset), -1)])
-        return LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, power=args.power,
-                               random_state=args.seed).fit(embeddings, y)
 
     # ----------------------------------------------------------------- metrics
     def record_metric(self, name: str, value: float | torch.Tensor) -> float:

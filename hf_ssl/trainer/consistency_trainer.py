@@ -25,6 +25,7 @@ from hf_ssl.methods.losses import align_distribution, consistency_loss, entropy_
 from hf_ssl.methods.thresholds import ConfidenceMasker
 from hf_ssl.trainer.base_trainer import SSLTrainer
 from hf_ssl.trainer.consistency_config import ConsistencyConfig
+from hf_ssl.trainer.graph_spreading import GraphSpreadingMixin
 from hf_ssl.trainer.schedule import EpochSchedule
 
 logger = get_logger(__name__)
@@ -100,7 +101,7 @@ class _EMAUpdate(TrainerCallback):
         self.trainer.ema.update(self.trainer.accelerator.unwrap_model(self.trainer.model))
 
 
-class ConsistencyTrainer(SSLTrainer):
+class ConsistencyTrainer(GraphSpreadingMixin, SSLTrainer):
     """Consistency regularization as a `transformers.Trainer`; see `SSLTrainer` for the arguments.
 
     Extra keyword arguments:

@@ -19,6 +19,7 @@ import torch
 from accelerate.logging import get_logger
 
 from hf_ssl.trainer.base_trainer import SSLTrainer
+from hf_ssl.trainer.graph_spreading import GraphSpreadingMixin
 from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
 from hf_ssl.trainer.schedule import EpochSchedule
 from hf_ssl.utils import write_text_atomic
@@ -30,7 +31,7 @@ __all__ = ["LabelPropagationTrainer"]
 RECORDS_FILE = "label_propagation.json"
 
 
-class LabelPropagationTrainer(SSLTrainer):
+class LabelPropagationTrainer(GraphSpreadingMixin, SSLTrainer):
     """Label propagation in the loop as a `transformers.Trainer`; see `SSLTrainer` for the arguments.
 
     After `train`, ``propagations`` holds one record per propagation (rows, certainty, per-class counts,
