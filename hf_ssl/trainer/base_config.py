@@ -23,6 +23,8 @@ class SSLConfig(TrainingArguments):
         head_init: how the classification head starts: ``"random"`` (as the model was built) or
             ``"linear_probe"`` (LP-FT: fitted as a logistic regression on the frozen features of the labeled pool
             before any training; see `hf_ssl.head_init`).
+        num_train_epochs: as in `TrainingArguments`, with a default (30) suited to small labeled pools.
+        learning_rate: as in `TrainingArguments`, with a default (1e-4) suited to small labeled pools.
         logging_steps: as in `TrainingArguments`, with a smaller default suited to small label budgets.
     """
 
@@ -41,6 +43,8 @@ class SSLConfig(TrainingArguments):
         metadata={"help": "Classification head start: 'random' (as built) or 'linear_probe' (LP-FT: a logistic "
                           "regression on the frozen features of the labeled pool, fitted before training)."},
     )
+    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Batch size per device for evaluation."})
 

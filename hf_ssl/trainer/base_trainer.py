@@ -33,7 +33,7 @@ from hf_ssl.data.validation import (
 from hf_ssl.methods.head_init import init_head_from_probe
 from hf_ssl.methods.losses import soft_cross_entropy
 from hf_ssl.trainer.base_config import SSLConfig
-from hf_ssl.trainer.model_card import render_model_card
+from hf_ssl.trainer.model_card import MethodInfo, render_model_card
 from hf_ssl.trainer.peft_utils import wrap_with_peft
 from hf_ssl.trainer.state import load_ssl_state, save_ssl_state
 from hf_ssl.utils import write_text_atomic
@@ -259,10 +259,20 @@ class SSLTrainer(Trainer):
 
 
     # ----------------------------------------------------------------- metrics
-    def record_metric(self, name: str, value: float | torch.Tensor) -> float:
+    def record_metric(self, name: str, value: float | torch.Tensor, mode: str | None = None) -> float:
         """Record an SSL metric for the next log line, averaged over processes and steps; returns the
-        process average."""
-        mode = "train" if self.model.training else "eval"
+        process average. Every process must call it (the value is gathered).
+
+        Parameters:
+            name (`str`): metric name in the log.
+            value (`float` or `torch.Tensor`): a scalar.
+            mode (`str` or `None`, defaults to `None`): ``"train"`` or ``"eval"`` log line; None: from whether the
+                model is training.
+        """
+        if mode is None:
+            mode = "train" if self.model.training else "eval"
+        if mode not in self._ssl_metrics:
+            raise ValueError(f"mode must be 'train', 'eval' or None, got {mode!r}.")
         tensor = torch.as_tensor(value, dtype=torch.float32, device=self.args.device).detach().reshape(1)
         if self.args.world_size > 1:
             tensor = self.accelerator.gather(tensor)
@@ -310,6 +320,11 @@ class SSLTrainer(Trainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     # ----------------------------------------------------------------- model card
+    def method_info(self) -> MethodInfo:
+        """What the model card says about the method; subclasses whose method depends on the config override it."""
+        return MethodInfo(name=self.method_name, title=self.method_title, description=self.method_description,
+                          paper=self.paper, tags=list(self._tag_names))
+
     def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
         """(header, rows) of the per-round / per-epoch pseudo-label table for the card."""
         return [], []

@@ -123,8 +123,6 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
     randaugment_n: int = field(default=2, metadata={"help": "RandAugment ops per image."})
     randaugment_m: int = field(default=10, metadata={"help": "RandAugment magnitude (0-30)."})
     cutout: float = field(default=0.5, metadata={"help": "Cutout side as a fraction of the image side."})
-    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
     graph_prior_weight: float = field(default=0.0, metadata={
         "help": "Weight in [0, 1] of the label-spreading class mixed into weak-view targets (0: off)."})
     graph_prior_every: int = field(default=0, metadata={"help": "Epochs between graph rebuilds (0: once)."})

@@ -26,6 +26,7 @@ from hf_ssl.methods.thresholds import ConfidenceMasker
 from hf_ssl.trainer.base_trainer import SSLTrainer
 from hf_ssl.trainer.consistency_config import ConsistencyConfig
 from hf_ssl.trainer.graph_spreading import GraphSpreadingMixin
+from hf_ssl.trainer.model_card import MethodInfo
 from hf_ssl.trainer.schedule import EpochSchedule
 
 logger = get_logger(__name__)
@@ -123,10 +124,6 @@ class ConsistencyTrainer(GraphSpreadingMixin, SSLTrainer):
         if self.unlabeled_dataset is None:
             raise ValueError("ConsistencyTrainer needs unlabeled_dataset= (the unlabeled pool).")
         config = self.args
-        self._tag_names = [*type(self)._tag_names, "consistency-regularization", config.method]
-        self.method_title = f"consistency regularization ({config.method}, {config.threshold_strategy} threshold)"
-        self.method_description = DESCRIPTIONS[config.method]
-        self.paper = dict(zip(("title", "url"), PAPERS[config.method], strict=True))
         self.augmenter = augmenter if augmenter is not None else self._default_augmenter(mlm_model)
         unlabeled = self.unlabeled_dataset
         if "ssl_index" not in unlabeled.column_names:
@@ -189,8 +186,8 @@ class ConsistencyTrainer(GraphSpreadingMixin, SSLTrainer):
             record["head_init"] = self.head_init_record = self.init_head_from_probe()
         self.contrastive_record = record
         # flushed with the first training log line (Trainer.train starts a fresh log history)
-        self._ssl_metrics["train"]["contrastive_loss_first"].append(record["losses"][0][1])
-        self._ssl_metrics["train"]["contrastive_loss_last"].append(record["losses"][-1][1])
+        self.record_metric("contrastive_loss_first", record["losses"][0][1], mode="train")
+        self.record_metric("contrastive_loss_last", record["losses"][-1][1], mode="train")
         logger.info(f"contrastive adaptation: {record}", main_process_only=True)
         return record
 
@@ -414,6 +411,16 @@ class ConsistencyTrainer(GraphSpreadingMixin, SSLTrainer):
         if "graph_labels" in state:
             self.graph_labels = state["graph_labels"].clone()
             self.graph_records = list(state["graph_records"])
+
+    def method_info(self) -> MethodInfo:
+        """The configured method's title, description, paper and tags for the model card."""
+        config = self.args
+        return MethodInfo(
+            name=self.method_name,
+            title=f"consistency regularization ({config.method}, {config.threshold_strategy} threshold)",
+            description=DESCRIPTIONS[config.method],
+            paper=dict(zip(("title", "url"), PAPERS[config.method], strict=True)),
+            tags=[*self._tag_names, "consistency-regularization", config.method])
 
     def card_hyperparameters(self) -> dict[str, Any]:
         args = self.args

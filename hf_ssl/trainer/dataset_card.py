@@ -63,7 +63,7 @@ def pseudo_label_dataset_card(trainer: Trainer, title: str = "Pseudo-labeled dat
     model = trainer.accelerator.unwrap_model(trainer.model)
     data = DatasetCardData(tags=["hf_ssl", "pseudo-labels", trainer.method_name], **card_data)
     return DatasetCard.from_template(
-        data, template_str=_TEMPLATE, title=title, method=trainer.method_title,
+        data, template_str=_TEMPLATE, title=title, method=trainer.method_info().title,
         model=getattr(model.config, "_name_or_path", type(model).__name__), n_labeled=int(trainer.labeled_counts.sum()),
         n_unlabeled=len(trainer.unlabeled_dataset), n_rows=len(trainer.pseudo_rows), selection=selection,
         rounds=rounds, class_names=trainer.class_names,

@@ -48,8 +48,6 @@ class LabelPropagationConfig(SSLConfig, GraphConfig):
     soft_labels: bool = field(default=False, metadata={"help": "Train on propagated distributions."})
     head_init: str = field(default="linear_probe", metadata={
         "help": "Classification head start: 'linear_probe' (LP-FT, fitted on the labeled pool) or 'random'."})
-    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,12 +5,32 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.resources
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import Trainer
 
-__all__ = ["TEMPLATE_NAME", "template_path", "render_model_card"]
+__all__ = ["MethodInfo", "TEMPLATE_NAME", "template_path", "render_model_card"]
+
+
+@dataclass
+class MethodInfo:
+    """What a model card says about the method that trained the model.
+
+    Parameters:
+        name (`str`): short method id, also a card tag (e.g. ``"self_training"``).
+        title (`str`): the method's name in prose.
+        description (`str`, defaults to ``""``): one paragraph on how the method trains.
+        paper (`dict[str, str]` or `None`, defaults to `None`): ``{"title": ..., "url": ...}`` of the paper to cite.
+        tags (`list[str]`, defaults to ``[]``): Hub tags of the model.
+    """
+
+    name: str
+    title: str
+    description: str = ""
+    paper: dict[str, str] | None = None
+    tags: list[str] = field(default_factory=list)
 
 TEMPLATE_NAME = "model_card_template.md"
 
@@ -57,6 +77,7 @@ def render_model_card(trainer: Trainer, model_name: str | None = None,
         license: license id.
         finetuned_from: base model id (default: the model config's ``_name_or_path`` if a Hub id).
     """
+    method = trainer.method_info()
     model = trainer.accelerator.unwrap_model(trainer.model)
     is_peft = hasattr(model, "peft_config")
     base = model.get_base_model() if is_peft else model
@@ -80,7 +101,7 @@ def render_model_card(trainer: Trainer, model_name: str | None = None,
     extra_tags = [tags] if isinstance(tags, str) else list(tags or [])
     card_data = ModelCardData(
         library_name="peft" if is_peft else "transformers", base_model=base_model, datasets=datasets or None,
-        tags=list(dict.fromkeys([*trainer._tag_names, trainer.method_name, *extra_tags])),
+        tags=list(dict.fromkeys([*method.tags, method.name, *extra_tags])),
         pipeline_tag=pipeline_tag, language=language, license=license, model_name=title,
         eval_results=card_eval or None,
     )
@@ -89,13 +110,13 @@ def render_model_card(trainer: Trainer, model_name: str | None = None,
     names = trainer.class_names or [str(i) for i in range(len(counts))]
     unlabeled = trainer.unlabeled_dataset
     card = ModelCard.from_template(
-        card_data, template_path=template_path(), model_name=title, method_title=trainer.method_title,
-        method_description=trainer.method_description, hyperparameters=trainer.card_hyperparameters(),
+        card_data, template_path=template_path(), model_name=title, method_title=method.title,
+        method_description=method.description, hyperparameters=trainer.card_hyperparameters(),
         base_model=base_model, base_model_path=None if base_model else name_or_path, architecture=architecture,
         is_peft=is_peft, n_labeled=int(sum(counts)), n_unlabeled=len(unlabeled) if unlabeled is not None else 0,
         n_classes=trainer.num_labels, labeled_per_class=list(zip(names, counts, strict=False)), stats_header=header,
         stats_rows=rows, eval_results={k: round(float(v), 4) for k, v in eval_results.items()},
-        auto_class=auto_class, repo_id=trainer.args.hub_model_id or title, paper=trainer.paper,
+        auto_class=auto_class, repo_id=trainer.args.hub_model_id or title, paper=method.paper,
         versions={p: _version(p) for p in ("hf-ssl", "transformers", "torch", "datasets", "peft")},
     )
     return str(card)

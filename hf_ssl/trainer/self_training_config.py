@@ -45,8 +45,6 @@ class SelfTrainingConfig(SSLConfig):
     soft_label_temperature: float = field(default=1.0, metadata={"help": "Temperature of soft targets (> 0)."})
     weight_by_confidence: bool = field(default=False, metadata={"help": "Weight pseudo-label losses by confidence."})
     eval_each_round: bool = field(default=True, metadata={"help": "Evaluate eval_dataset after every round."})
-    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs over the labeled pool per round."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
