@@ -21,6 +21,7 @@ from accelerate.logging import get_logger
 from hf_ssl.trainer.base_trainer import SSLTrainer
 from hf_ssl.trainer.graph_spreading import GraphSpreadingMixin
 from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
+from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.schedule import EpochSchedule
 from hf_ssl.utils import write_text_atomic
 
@@ -31,7 +32,7 @@ __all__ = ["LabelPropagationTrainer"]
 RECORDS_FILE = "label_propagation.json"
 
 
-class LabelPropagationTrainer(GraphSpreadingMixin, SSLTrainer):
+class LabelPropagationTrainer(PseudoLabelStreamMixin, GraphSpreadingMixin, SSLTrainer):
     """Label propagation in the loop as a `transformers.Trainer`; see `SSLTrainer` for the arguments.
 
     After `train`, ``propagations`` holds one record per propagation (rows, certainty, per-class counts,

@@ -24,7 +24,8 @@ from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
 from hf_ssl.methods.pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
 from hf_ssl.trainer.base_trainer import SSLTrainer
-from hf_ssl.trainer.dataset_card import pseudo_label_dataset_card
+from hf_ssl.trainer.dataset_card import PseudoLabelCardData, pseudo_label_dataset_card
+from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
 from hf_ssl.trainer.state import load_ssl_state
 from hf_ssl.utils import write_text_atomic
@@ -37,7 +38,7 @@ ROUNDS_FILE = "self_training_rounds.json"
 ROUND_DIR_PREFIX = "checkpoint-round-"
 
 
-class SelfTrainingTrainer(SSLTrainer):
+class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
     """Self-training (pseudo-labeling) as a `transformers.Trainer`.
 
     After `train`, ``rounds`` holds one record per round (training loss, evaluation, pseudo-labels
@@ -119,7 +120,7 @@ class SelfTrainingTrainer(SSLTrainer):
             self._append_record(record)
             if new == 0:
                 break
-        self._stream_loader = None
+        self.clear_unlabeled_stream()
         return output
 
     def _pseudo_label_round(self, record: dict[str, Any]) -> int:
@@ -177,6 +178,28 @@ class SelfTrainingTrainer(SSLTrainer):
         data = data.add_column("pseudo_round", self.first_round[rows].tolist(), feature=Value("int64"))
         return data.add_column("source_index", rows.tolist(), feature=Value("int64"))
 
+    def pseudo_label_card_data(self) -> PseudoLabelCardData:
+        """What the dataset card of `pseudo_labeled_dataset` shows: the selection rule and the rounds' statistics."""
+        args = self.args
+        selection = f"confidence >= {args.threshold}"
+        if args.class_fraction is not None:
+            selection += f", top {args.class_fraction:.0%} of each predicted class"
+        if args.k_per_class is not None:
+            selection += f", at most {args.k_per_class} per predicted class"
+        rounds = []
+        for record in self.rounds:
+            stats = record.get("pseudo_labels")
+            if stats:
+                accuracy = stats.get("pseudo_label_accuracy")
+                rounds.append([record["round"], stats["selected"], stats["new"], f"{stats['mean_confidence']:.3f}",
+                               "n/a" if accuracy is None else f"{accuracy:.3f}"])
+        model = self.accelerator.unwrap_model(self.model)
+        return PseudoLabelCardData(
+            method_name=self.method_name, method_title=self.method_info().title,
+            model=getattr(model.config, "_name_or_path", type(model).__name__),
+            n_labeled=int(self.labeled_counts.sum()), n_unlabeled=len(self.unlabeled_dataset),
+            n_rows=len(self.pseudo_rows), selection=selection, class_names=self.class_names, rounds=rounds)
+
     def export_pseudo_labels(self, path: str) -> str:
         """Save `pseudo_labeled_dataset` with ``save_to_disk`` plus a dataset card (``README.md``), written to a
         temporary folder then renamed, so an interrupted export never leaves a half-written folder."""
@@ -187,7 +210,7 @@ class SelfTrainingTrainer(SSLTrainer):
         tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
         try:
             self.pseudo_labeled_dataset().save_to_disk(tmp)
-            pseudo_label_dataset_card(self).save(os.path.join(tmp, "README.md"))
+            pseudo_label_dataset_card(self.pseudo_label_card_data()).save(os.path.join(tmp, "README.md"))
             if os.path.exists(path):
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -209,7 +232,7 @@ class SelfTrainingTrainer(SSLTrainer):
         if not self.is_world_process_zero():
             return
         self.pseudo_labeled_dataset().push_to_hub(repo_id, private=private, token=token)
-        pseudo_label_dataset_card(self, **card_data).push_to_hub(repo_id, token=token)
+        pseudo_label_dataset_card(self.pseudo_label_card_data(), **card_data).push_to_hub(repo_id, token=token)
 
     def ssl_state_dict(self) -> dict[str, Any]:
         return super().ssl_state_dict() | {
