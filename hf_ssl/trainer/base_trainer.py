@@ -8,6 +8,7 @@ in checkpoints, and renders the model card.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from typing import Any
@@ -96,11 +97,9 @@ class SSLTrainer(Trainer):
         if args is None:
             args = self.config_class(output_dir=f"{type(model).__name__}-{self.method_name}")
         if not isinstance(args, self.config_class):
-            raise TypeError(
-                f"args must be a {self.config_class.__name__} (a TrainingArguments subclass), "
-                f"got {type(args).__name__}. "
-                f"Build it with {self.config_class.__name__}(output_dir=..., ...)."
-            )
+            name = self.config_class.__name__
+            raise TypeError(f"args must be a {name} (a TrainingArguments subclass), got {type(args).__name__}. "
+                            f"Build it with {name}(output_dir=..., ...).")
         self.unlabeled_dataset = unlabeled_dataset
         if peft_config is not None:
             model = wrap_with_peft(model, peft_config)
@@ -151,9 +150,9 @@ class SSLTrainer(Trainer):
 
     def _validate_pools(self) -> None:
         """Check the pools and align label names with the model config before anything trains."""
-        if self.train_dataset is None or not isinstance(self.train_dataset, Dataset):
-            if self.train_dataset is None:
-                return
+        if self.train_dataset is None:
+            return
+        if not isinstance(self.train_dataset, Dataset):
             raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(self.train_dataset).__name__}.")
         labels = check_labeled_pool(self.train_dataset, self.num_labels)
         base_config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
@@ -168,9 +167,8 @@ class SSLTrainer(Trainer):
             self.class_names = [str(config.id2label[i]) for i in range(self.num_labels)]
         if self.unlabeled_dataset is not None:
             if not isinstance(self.unlabeled_dataset, Dataset):
-                raise TypeError(
-                    f"unlabeled_dataset must be a datasets.Dataset, got {type(self.unlabeled_dataset).__name__}."
-                )
+                name = type(self.unlabeled_dataset).__name__
+                raise TypeError(f"unlabeled_dataset must be a datasets.Dataset, got {name}.")
             check_unlabeled_pool(self.unlabeled_dataset, self.model_input_columns(self.train_dataset))
             check_model_inputs(self.unlabeled_dataset, base_config, "unlabeled_dataset")
 
@@ -286,6 +284,11 @@ class SSLTrainer(Trainer):
         super().log({**logs, **metrics}, start_time)
 
     # ----------------------------------------------------------------- state
+    def save_json(self, name: str, payload: Any) -> None:
+        """Write ``payload`` as JSON to ``output_dir/name`` (atomically, on the saving process only)."""
+        if self.args.should_save:
+            write_text_atomic(self.args.output_dir, name, json.dumps(payload, indent=2))
+
     def ssl_state_dict(self) -> dict[str, Any]:
         """hf_ssl state stored in each checkpoint; subclasses extend it."""
         return {"method": self.method_name, "unlabeled_batches_consumed": self.unlabeled_batches_consumed,
@@ -378,13 +381,8 @@ class SSLTrainer(Trainer):
         """Write ``README.md`` in ``output_dir`` from hf_ssl's card template (used by ``push_to_hub``).
 
         Parameters:
-            model_name (`str` or `None`, defaults to `None`): card title (default: the output folder's name).
-            dataset_name (`str` or `list[str]` or `None`, defaults to `None`): dataset id(s) of the pools, for the
-                front matter.
-            eval_results (`dict[str, float]` or `None`, defaults to `None`): final evaluation metrics (default: the
-                last ``evaluate`` in the log history).
-            **kwargs: the other arguments of `model_card_data` (``tags``, ``language``, ``license``,
-                ``finetuned_from``).
+            model_name, dataset_name, eval_results, **kwargs: as in `model_card_data` (``tags``, ``language``,
+                ``license``, ``finetuned_from``).
         """
         if not self.is_world_process_zero():
             return

@@ -10,7 +10,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-__all__ = ["MethodInfo", "SSLModelCardData", "TEMPLATE_NAME", "last_eval_metrics", "render_model_card", "template_path"]
+__all__ = ["MethodInfo", "SSLModelCardData", "TEMPLATE_NAME", "format_cell", "format_counts", "last_eval_metrics",
+           "render_model_card", "template_path"]
 
 
 @dataclass
@@ -52,6 +53,16 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def format_cell(value: float | None, spec: str = ".3f") -> str:
+    """A number of the statistics table formatted with ``spec``, or ``"-"`` when it is missing (None)."""
+    return "-" if value is None else format(value, spec)
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """Per-class counts as ``"name: count, ..."`` for the statistics table (``"-"`` when there are none)."""
+    return ", ".join(f"{name}: {count}" for name, count in counts.items()) or "-"
 
 
 def last_eval_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
