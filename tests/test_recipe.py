@@ -81,7 +81,7 @@ def test_consistency_recipes_run_offline_and_save_model_and_card(tmp_path, recip
     assert 0 <= summary["accuracy"] <= 1 and 0 <= summary["labeled_only_accuracy"] <= 1
     card = (out / "README.md").read_text()
     assert (out / "model.safetensors").exists() and "hf_ssl" in card
-    # the recipe's measured defaults reach the trainer and its card
+    # the recipe's own defaults reach the trainer and its card
     assert "- `graph_prior_weight`: 0.5" in card and "- `head_init`: linear_probe" in card
     if recipe == "image_fixmatch.py":  # the contrastive adaptation ran before training
         assert "- `contrastive_steps`: 2" in card

@@ -6,12 +6,13 @@ import json
 import os
 
 import numpy as np
+import pytest
 import torch
 from conftest import tiny_bert
 from datasets import load_from_disk
 from transformers import TrainerCallback, ViTConfig, ViTForImageClassification
 
-from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
+from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, SSLTrainer
 from hf_ssl.data.metrics import classification_metrics
 
 
@@ -92,6 +93,26 @@ def test_remove_unused_columns_keeps_ssl_columns(tmp_path, pools, tokenizer):
     assert {"ssl_target", "ssl_weight", "ssl_index"} <= set(trainer._signature_columns)
     trainer.train()
     assert trainer.rounds[-1]["pseudo_labeled_rows_used"] > 0
+
+
+def test_stream_cleared_after_training_and_base_loss_is_labeled_only(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=labeled,
+                                  unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    trainer.train()
+    assert not trainer.has_unlabeled_stream()
+    with pytest.raises(RuntimeError, match="No unlabeled stream"):
+        trainer.next_unlabeled_batch()
+    # the base trainer's loss ignores a stream of pseudo-labels: only the methods that opt in train on it
+    assert not hasattr(SSLTrainer, "set_pseudo_label_stream")
+    trainer.set_pseudo_label_stream(np.arange(4), np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], np.ones(4))
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    with_stream = trainer.compute_loss(trainer.model.eval(), batch)  # not training: the labeled loss only
+    labeled_only = SSLTrainer.compute_loss(trainer, trainer.model, batch)
+    assert torch.equal(with_stream, labeled_only) and trainer.unlabeled_batches_consumed == 0
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, batch)
+    assert trainer.unlabeled_batches_consumed == 1
 
 
 def test_soft_labels_confidence_weights_and_class_cap(tmp_path, pools, tokenizer):

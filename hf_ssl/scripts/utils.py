@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -18,17 +19,18 @@ __all__ = ["leave_together", "parse_args", "PeftArguments", "TextDataArguments"]
 class TextDataArguments:
     """What a text recipe trains on.
 
-    Args:
-        model_name_or_path: model folder or Hub id (default: the packaged all-MiniLM-L6-v2).
-        dataset: a packaged corpus (reuters-r8, reuters-r52, 20newsgroups) or a `save_to_disk` folder
-            with train and test splits.
-        text_column: text column.
-        label_column: label column (a ClassLabel).
-        labels_per_class: labeled examples sampled per class from the train split.
-        max_unlabeled: subsample the unlabeled pool (-1: all of it).
-        max_eval: subsample the test split (-1: all of it).
-        max_length: tokenizer truncation length.
-        trust_remote_code: allow custom model code (off by default).
+    Parameters:
+        model_name_or_path (`str` or `None`, defaults to `None`): model folder or Hub id (`None`: the packaged
+            all-MiniLM-L6-v2).
+        dataset (`str`, defaults to `"reuters-r8"`): a packaged corpus (`"reuters-r8"`, `"reuters-r52"`,
+            `"20newsgroups"`) or a `save_to_disk` folder with ``train`` and ``test`` splits.
+        text_column (`str`, defaults to `"text"`): text column.
+        label_column (`str`, defaults to `"label"`): label column (a `ClassLabel`).
+        labels_per_class (`int`, defaults to `5`): labeled examples sampled per class from the train split.
+        max_unlabeled (`int`, defaults to `1500`): subsample the unlabeled pool to this many rows (-1: all of it).
+        max_eval (`int`, defaults to `-1`): subsample the test split to this many rows (-1: all of it).
+        max_length (`int`, defaults to `64`): tokenizer truncation length.
+        trust_remote_code (`bool`, defaults to `False`): allow custom model code.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Default: packaged all-MiniLM-L6-v2."})
@@ -50,9 +52,10 @@ class TextDataArguments:
     def pools(self, tokenizer: Any, config: Any) -> tuple[Any, Any, Any, list[str]]:
         """Tokenized (labeled, unlabeled, test) pools and the class names.
 
-        Args:
-            tokenizer: the model's tokenizer.
-            config: the trainer config (its ``seed`` samples the pools; tokenizing runs main process first).
+        Parameters:
+            tokenizer (`PreTrainedTokenizerBase`): the model's tokenizer.
+            config (`SSLConfig`): the trainer config (its ``seed`` samples the pools; tokenizing runs on the main
+                process first).
         """
         import os
 
@@ -84,11 +87,13 @@ class TextDataArguments:
 class PeftArguments:
     """LoRA flags shared by the recipes.
 
-    Args:
-        use_peft: train a LoRA adapter (plus the classification head) instead of all weights.
-        lora_r: LoRA rank.
-        lora_alpha: LoRA scaling.
-        lora_target_modules: modules to adapt (BERT-family: query, key, value, dense; ViT/DINOv2: query, value).
+    Parameters:
+        use_peft (`bool`, defaults to `False`): train a LoRA adapter (plus the classification head) instead of all
+            weights.
+        lora_r (`int`, defaults to `8`): LoRA rank.
+        lora_alpha (`int`, defaults to `16`): LoRA scaling.
+        lora_target_modules (`list[str]`, defaults to ``["query", "value"]``): modules to adapt (BERT family:
+            query, key, value, dense; ViT/DINOv2: query, value).
     """
 
     use_peft: bool = False
@@ -99,8 +104,9 @@ class PeftArguments:
     def peft_config(self, task_type: str | None = "SEQ_CLS") -> Any:
         """A `peft.LoraConfig` when ``use_peft``, else None.
 
-        Args:
-            task_type: peft task type (``SEQ_CLS`` for text; None for image classifiers).
+        Parameters:
+            task_type (`str` or `None`, defaults to `"SEQ_CLS"`): peft task type (`"SEQ_CLS"` for text; `None` for
+                image classifiers).
         """
         if not self.use_peft:
             return None
@@ -114,10 +120,11 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
                defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
     """Parse dataclasses from the command line; ``--config x.yaml`` supplies defaults that flags override.
 
-    Args:
-        dataclass_types: dataclasses to fill (e.g. script arguments and an `SSLConfig`).
-        args: argument list (default: ``sys.argv[1:]``).
-        defaults: the recipe's own defaults (the YAML file and flags override them).
+    Parameters:
+        dataclass_types (`Sequence[type]`): dataclasses to fill (e.g. script arguments and an `SSLConfig`).
+        args (`Sequence[str]` or `None`, defaults to `None`): argument list (`None`: ``sys.argv[1:]``).
+        defaults (`dict[str, Any]` or `None`, defaults to `None`): the recipe's own defaults (the YAML file and
+            flags override them).
     """
     args = list(sys.argv[1:] if args is None else args)
     parser = HfArgumentParser(dataclass_types)
@@ -131,7 +138,7 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
             defaults = yaml.safe_load(handle) or {}
         if not isinstance(defaults, dict):
             raise SystemExit(f"{args[at + 1]} must hold a mapping of argument names to values")
-        known = {action.dest for action in parser._actions}
+        known = {f.name for t in dataclass_types for f in dataclasses.fields(t) if f.init}
         unknown = sorted(set(defaults) - known)
         if unknown:
             raise SystemExit(f"Unknown keys in {args[at + 1]}: {unknown}")
@@ -141,18 +148,13 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
 
 
 def leave_together(state: Any, grace: float = 0.5) -> None:
-    """End a script run under ``accelerate launch``: wait for every rank, then tear the process group down.
+    """End a script run under ``accelerate launch``: wait for every rank, let the communication threads finish
+    (``grace`` seconds, the GIL released), then tear the process group down. A no-op in a single process.
 
-    Between the two, the main thread sleeps ``grace`` seconds with the GIL released. A gloo worker thread frees its
-    finished work (whose tensors are Python objects, so it needs the GIL) just after the final barrier returns; if the
-    main thread meanwhile drops the last reference to the process group (the DDP reducer holds one), it joins that
-    worker while holding the GIL and both wait forever. Seen with torch 2.13 in about 1 run in 10 without the pause.
-    Leaving without tearing down can instead abort a process at exit ("terminate called without an active exception").
-    A no-op in a single process.
-
-    Args:
-        state: the `Accelerator` or `PartialState` of the run (e.g. ``trainer.accelerator``).
-        grace: seconds to let the communication threads finish before teardown.
+    Parameters:
+        state (`Accelerator` or `PartialState`): the run's state (e.g. ``trainer.accelerator``).
+        grace (`float`, defaults to `0.5`): seconds the communication threads get to finish their last work before
+            the process group is destroyed.
     """
     from accelerate import PartialState
 
@@ -167,16 +169,16 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
                            peft_config: Any, baseline: bool, dataset_name: str) -> dict[str, Any]:
     """The consistency recipes' common run: optional labeled-only baseline, training, save, ``summary.json``.
 
-    Args:
-        new_model: callable returning a fresh pretrained model.
-        config: the `ConsistencyConfig`.
-        labeled: labeled pool.
-        unlabeled: unlabeled pool.
-        test: evaluation pool.
-        processor: tokenizer (text) or None (images).
-        peft_config: optional `peft.PeftConfig`.
-        baseline: also train labeled-only with the same `TrainingArguments`.
-        dataset_name: dataset name for the card.
+    Parameters:
+        new_model (`Callable[[], PreTrainedModel]`): returns a fresh pretrained model.
+        config (`ConsistencyConfig`): the trainer config.
+        labeled (`datasets.Dataset`): labeled pool.
+        unlabeled (`datasets.Dataset`): unlabeled pool.
+        test (`datasets.Dataset`): evaluation pool.
+        processor (tokenizer or `None`): the tokenizer (text) or `None` (images).
+        peft_config (`peft.PeftConfig` or `None`): optional adapter config.
+        baseline (`bool`): also train labeled-only with the same `SSLConfig` fields.
+        dataset_name (`str`): dataset name for the card.
     """
     import json
     import os

@@ -13,19 +13,31 @@ from transformers import TrainingArguments
 class SSLConfig(TrainingArguments):
     """`TrainingArguments` plus what every semi-supervised method needs.
 
-    Every `TrainingArguments` field keeps its meaning; `HfArgumentParser` parses this class as it is.
+    Every `TrainingArguments` field keeps its meaning; `HfArgumentParser` parses this class as it is. Only the
+    fields below are new or have another default.
 
-    Args:
-        unlabeled_batch_ratio: μ, unlabeled (or pseudo-labeled) rows per labeled row in a step.
-        unlabeled_loss_weight: λ, weight of the unlabeled loss term against the labeled loss.
-        truth_column: column of the unlabeled pool holding hidden true labels, used for monitoring
-            only (pseudo-label accuracy); it never reaches a loss.
-        head_init: how the classification head starts: ``"random"`` (as the model was built) or
-            ``"linear_probe"`` (LP-FT: fitted as a logistic regression on the frozen features of the labeled pool
-            before any training; see `hf_ssl.head_init`).
-        num_train_epochs: as in `TrainingArguments`, with a default (30) suited to small labeled pools.
-        learning_rate: as in `TrainingArguments`, with a default (1e-4) suited to small labeled pools.
-        logging_steps: as in `TrainingArguments`, with a smaller default suited to small label budgets.
+    Parameters:
+        unlabeled_batch_ratio (`float`, *optional*, defaults to `1.0`):
+            μ: unlabeled (or pseudo-labeled) rows per labeled row in a training step; a finite number > 0.
+        unlabeled_loss_weight (`float`, *optional*, defaults to `1.0`):
+            λ: weight of the unlabeled loss term against the labeled loss; a finite number >= 0.
+        truth_column (`str`, *optional*, defaults to `"ssl_truth"`):
+            Column of the unlabeled pool holding hidden true labels, used for monitoring only (pseudo-label
+            accuracy); it never reaches a loss.
+        head_init (`str`, *optional*, defaults to `"random"`):
+            How the classification head starts. Choices:
+
+            - `"random"`: as the model was built.
+            - `"linear_probe"`: LP-FT, fitted as a logistic regression on the frozen features of the labeled pool
+              before any training (see `hf_ssl.methods.head_init`).
+        num_train_epochs (`float`, *optional*, defaults to `30.0`):
+            As in `TrainingArguments`, with a default suited to small labeled pools.
+        learning_rate (`float`, *optional*, defaults to `1e-4`):
+            As in `TrainingArguments`, with a default suited to small labeled pools.
+        logging_steps (`float`, *optional*, defaults to `10`):
+            As in `TrainingArguments`, with a default suited to small labeled pools.
+        per_device_eval_batch_size (`int`, *optional*, defaults to `32`):
+            As in `TrainingArguments`.
     """
 
     unlabeled_batch_ratio: float = field(
@@ -69,10 +81,10 @@ class SSLConfig(TrainingArguments):
 
 
 def labeled_only_config(config: SSLConfig, **changes: object) -> SSLConfig:
-    """A plain `SSLConfig` with the same `TrainingArguments` as ``config`` (for a labeled-only baseline).
+    """A plain `SSLConfig` with the same `SSLConfig` fields as ``config`` (for a labeled-only baseline).
 
-    Args:
-        config: any hf_ssl config.
+    Parameters:
+        config (`SSLConfig`): any hf_ssl config.
         **changes: fields to override (e.g. ``output_dir``).
     """
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(SSLConfig) if f.init}

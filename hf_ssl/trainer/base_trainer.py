@@ -8,6 +8,7 @@ in checkpoints, and renders the model card.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from typing import Any
@@ -31,9 +32,8 @@ from hf_ssl.data.validation import (
     label_column_of,
 )
 from hf_ssl.methods.head_init import init_head_from_probe
-from hf_ssl.methods.losses import soft_cross_entropy
 from hf_ssl.trainer.base_config import SSLConfig
-from hf_ssl.trainer.model_card import MethodInfo, render_model_card
+from hf_ssl.trainer.model_card import MethodInfo, SSLModelCardData, last_eval_metrics, render_model_card
 from hf_ssl.trainer.peft_utils import wrap_with_peft
 from hf_ssl.trainer.state import load_ssl_state, save_ssl_state
 from hf_ssl.utils import write_text_atomic
@@ -46,21 +46,39 @@ __all__ = ["SSLTrainer"]
 class SSLTrainer(Trainer):
     """A `Trainer` with an unlabeled pool.
 
-    Built like any `Trainer`, plus ``unlabeled_dataset``. Subclasses implement a method by
-    overriding ``compute_loss`` (drawing unlabeled batches with `next_unlabeled_batch`) or ``train``.
+    Built like any `Trainer`, plus ``unlabeled_dataset``. Subclasses implement a method by overriding
+    ``compute_loss`` (drawing unlabeled batches with `next_unlabeled_batch`) or ``train``, and describe it on the
+    model card through `method_info`, `card_hyperparameters` and `card_statistics`. On its own it fine-tunes on the
+    labeled pool (a labeled-only baseline).
 
-    Args:
-        model: a `PreTrainedModel` for sequence or image classification.
-        args: an `SSLConfig` (or subclass); a default one is built if None.
-        data_collator: collator for model inputs; hf_ssl wraps it to carry its own columns.
-        train_dataset: the labeled pool (``label`` or ``labels`` column).
-        unlabeled_dataset: the unlabeled pool (same input columns, no labels; an optional hidden
-            truth column for monitoring).
-        eval_dataset: evaluation pool(s).
-        processing_class: tokenizer, image processor or processor.
-        peft_config: optional `peft.PeftConfig` (e.g. `LoraConfig`); the model is wrapped with
-            `get_peft_model` and its classification head stays trainable.
-        **kwargs: any other `Trainer` argument (callbacks, compute_metrics, optimizers, ...).
+    Parameters:
+        model (`PreTrainedModel`):
+            A model for sequence or image classification (``model_init`` is not supported).
+        args (`SSLConfig` or `None`, *optional*, defaults to `None`):
+            The config, an instance of the trainer's ``config_class``; `None` builds a default one whose
+            ``output_dir`` is ``"<model class>-<method_name>"``.
+        data_collator (`DataCollator` or `None`, *optional*, defaults to `None`):
+            Collator of the model inputs, as in `Trainer`; hf_ssl wraps it to carry its own columns.
+        train_dataset (`datasets.Dataset` or `None`, *optional*, defaults to `None`):
+            The labeled pool, with a ``label`` or ``labels`` column.
+        unlabeled_dataset (`datasets.Dataset` or `None`, *optional*, defaults to `None`):
+            The unlabeled pool: the same input columns, no labels; optionally the hidden truth column
+            (``args.truth_column``) for monitoring.
+        eval_dataset (`datasets.Dataset` or `dict[str, datasets.Dataset]` or `None`, *optional*, defaults to `None`):
+            Evaluation pool(s), as in `Trainer`.
+        processing_class (tokenizer, image processor or processor, *optional*, defaults to `None`):
+            As in `Trainer`.
+        peft_config (`peft.PeftConfig` or `None`, *optional*, defaults to `None`):
+            E.g. a `LoraConfig`: the model is wrapped with `get_peft_model` and its classification head stays
+            trainable.
+        **kwargs:
+            Any other `Trainer` argument (``callbacks``, ``compute_metrics``, ``optimizers``, ...).
+
+    Attributes:
+        class_names (`list[str]`): class names, aligned with the model config's ``id2label``.
+        labeled_counts (`np.ndarray`): labeled examples per class.
+        card_datasets (`list[str]`): dataset ids written to the model card when no ``dataset_name`` is given.
+        unlabeled_batches_consumed (`int`): batches drawn from the unlabeled stream (stored in checkpoints).
     """
 
     config_class: type[SSLConfig] = SSLConfig
@@ -79,11 +97,9 @@ class SSLTrainer(Trainer):
         if args is None:
             args = self.config_class(output_dir=f"{type(model).__name__}-{self.method_name}")
         if not isinstance(args, self.config_class):
-            raise TypeError(
-                f"args must be a {self.config_class.__name__} (a TrainingArguments subclass), "
-                f"got {type(args).__name__}. "
-                f"Build it with {self.config_class.__name__}(output_dir=..., ...)."
-            )
+            name = self.config_class.__name__
+            raise TypeError(f"args must be a {name} (a TrainingArguments subclass), got {type(args).__name__}. "
+                            f"Build it with {name}(output_dir=..., ...).")
         self.unlabeled_dataset = unlabeled_dataset
         if peft_config is not None:
             model = wrap_with_peft(model, peft_config)
@@ -134,9 +150,9 @@ class SSLTrainer(Trainer):
 
     def _validate_pools(self) -> None:
         """Check the pools and align label names with the model config before anything trains."""
-        if self.train_dataset is None or not isinstance(self.train_dataset, Dataset):
-            if self.train_dataset is None:
-                return
+        if self.train_dataset is None:
+            return
+        if not isinstance(self.train_dataset, Dataset):
             raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(self.train_dataset).__name__}.")
         labels = check_labeled_pool(self.train_dataset, self.num_labels)
         base_config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
@@ -151,9 +167,8 @@ class SSLTrainer(Trainer):
             self.class_names = [str(config.id2label[i]) for i in range(self.num_labels)]
         if self.unlabeled_dataset is not None:
             if not isinstance(self.unlabeled_dataset, Dataset):
-                raise TypeError(
-                    f"unlabeled_dataset must be a datasets.Dataset, got {type(self.unlabeled_dataset).__name__}."
-                )
+                name = type(self.unlabeled_dataset).__name__
+                raise TypeError(f"unlabeled_dataset must be a datasets.Dataset, got {name}.")
             check_unlabeled_pool(self.unlabeled_dataset, self.model_input_columns(self.train_dataset))
             check_model_inputs(self.unlabeled_dataset, base_config, "unlabeled_dataset")
 
@@ -169,12 +184,16 @@ class SSLTrainer(Trainer):
                              collate_fn: Any = None, extra_columns: tuple[str, ...] = ()) -> None:
         """Draw batches of ``dataset`` beside each labeled batch (see `next_unlabeled_batch`).
 
-        Args:
-            dataset: the rows to stream (unlabeled or pseudo-labeled pool).
-            start_batch: batches already consumed (resume).
-            name: a label for the stream, stored with the state.
-            collate_fn: collator of the stream (default: the trainer's data collator).
-            extra_columns: columns to keep besides model inputs and hf_ssl's own.
+        Every process draws its own shard of each global batch, in a seeded order that resumes exactly.
+
+        Parameters:
+            dataset (`datasets.Dataset`): the rows to stream (unlabeled or pseudo-labeled pool).
+            start_batch (`int`, defaults to `0`): batches already consumed (resume).
+            name (`str`, defaults to `"unlabeled"`): a label for the stream, stored with the state.
+            collate_fn (callable or `None`, defaults to `None`): collator of the stream (default: the trainer's
+                data collator).
+            extra_columns (`tuple[str, ...]`, defaults to ``()``): columns to keep besides the model inputs and
+                hf_ssl's own.
         """
         keep = set(self.model_input_columns(dataset)) | set(SSL_COLUMNS) | {self.args.truth_column} | set(extra_columns)
         dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
@@ -195,22 +214,14 @@ class SSLTrainer(Trainer):
         self._stream_name = name
         self.unlabeled_batches_consumed = start_batch
 
-    def set_pseudo_label_stream(self, rows: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-                                start_batch: int = 0, name: str = "pseudo_labels") -> None:
-        """Stream rows of the unlabeled pool with target distributions and loss weights (see `compute_loss`).
+    def has_unlabeled_stream(self) -> bool:
+        """Whether an unlabeled stream is set (see `set_unlabeled_stream`)."""
+        return self._stream_loader is not None
 
-        Args:
-            rows: row indices into ``unlabeled_dataset``.
-            targets: (len(rows), num_labels) target distributions.
-            weights: (len(rows),) loss weights.
-            start_batch: batches already consumed (resume).
-            name: a label for the stream.
-        """
-        pseudo = self.unlabeled_dataset.select(rows)
-        pseudo = pseudo.add_column("ssl_index", np.asarray(rows).tolist())
-        pseudo = pseudo.add_column("ssl_target", np.asarray(targets, dtype=np.float32).tolist())
-        pseudo = pseudo.add_column("ssl_weight", np.asarray(weights, dtype=np.float32).tolist())
-        self.set_unlabeled_stream(pseudo, start_batch=start_batch, name=name)
+    def clear_unlabeled_stream(self) -> None:
+        """Stop drawing unlabeled batches; `next_unlabeled_batch` raises until a new stream is set."""
+        self._stream_loader = None
+        self._stream_iter = None
 
     def next_unlabeled_batch(self) -> dict[str, torch.Tensor]:
         """Next batch of the unlabeled stream, on the training device."""
@@ -230,25 +241,10 @@ class SSLTrainer(Trainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        """Labeled loss, plus λ × weighted cross-entropy on a batch of the pseudo-labeled stream when one is set
-        (rows carry ``ssl_target`` distributions and ``ssl_weight``); methods with other losses override this."""
+        """The labeled loss of `Trainer.compute_loss`, on the batch without hf_ssl's own columns; methods add their
+        unlabeled terms by overriding it."""
         inputs, _ = self.split_ssl_columns(inputs, self.args.truth_column)
-        if not model.training or self._stream_loader is None:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labeled_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        batch = self.next_unlabeled_batch()
-        pseudo_inputs, extra = self.split_ssl_columns(batch, self.args.truth_column)
-        logits = model(**pseudo_inputs).logits
-        pseudo_loss = soft_cross_entropy(logits, extra["ssl_target"], extra["ssl_weight"])
-        loss = labeled_loss + self.args.unlabeled_loss_weight * pseudo_loss
-        self.record_metric("labeled_loss", labeled_loss)
-        self.record_metric("pseudo_label_loss", pseudo_loss)
-        self.record_metric("pseudo_label_weight", extra["ssl_weight"].mean())
-        truth = extra.get(self.args.truth_column)
-        if truth is not None:
-            self.record_metric("pseudo_label_batch_accuracy",
-                               (extra["ssl_target"].argmax(-1) == truth).float().mean())
-        return (loss, outputs) if return_outputs else loss
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def truth_labels(self) -> np.ndarray | None:
         """Hidden true labels of the unlabeled pool (monitoring only), or None."""
@@ -256,7 +252,6 @@ class SSLTrainer(Trainer):
         if self.unlabeled_dataset is not None and column in self.unlabeled_dataset.column_names:
             return np.asarray(self.unlabeled_dataset[column])
         return None
-
 
     # ----------------------------------------------------------------- metrics
     def record_metric(self, name: str, value: float | torch.Tensor, mode: str | None = None) -> float:
@@ -289,6 +284,11 @@ class SSLTrainer(Trainer):
         super().log({**logs, **metrics}, start_time)
 
     # ----------------------------------------------------------------- state
+    def save_json(self, name: str, payload: Any) -> None:
+        """Write ``payload`` as JSON to ``output_dir/name`` (atomically, on the saving process only)."""
+        if self.args.should_save:
+            write_text_atomic(self.args.output_dir, name, json.dumps(payload, indent=2))
+
     def ssl_state_dict(self) -> dict[str, Any]:
         """hf_ssl state stored in each checkpoint; subclasses extend it."""
         return {"method": self.method_name, "unlabeled_batches_consumed": self.unlabeled_batches_consumed,
@@ -337,15 +337,51 @@ class SSLTrainer(Trainer):
                 "unlabeled_batch_ratio": args.unlabeled_batch_ratio,
                 "unlabeled_loss_weight": args.unlabeled_loss_weight, "head_init": args.head_init, "seed": args.seed}
 
+    def model_card_data(self, model_name: str | None = None, dataset_name: str | list[str] | None = None,
+                        eval_results: dict[str, float] | None = None, tags: str | list[str] | None = None,
+                        language: str | list[str] | None = None, license: str | None = None,
+                        finetuned_from: str | None = None, **_: Any) -> SSLModelCardData:
+        """What the model card shows, filled from the trainer: the method, hyperparameters and statistics (the
+        `method_info`, `card_hyperparameters` and `card_statistics` hooks), the pools and the model.
+
+        Parameters:
+            model_name (`str` or `None`, defaults to `None`): card title (default: the output folder's name).
+            dataset_name (`str` or `list[str]` or `None`, defaults to `None`): dataset id(s) of the pools (default:
+                ``card_datasets``).
+            eval_results (`dict[str, float]` or `None`, defaults to `None`): final evaluation metrics (default: the
+                last ``evaluate`` in the log history).
+            tags (`str` or `list[str]` or `None`, defaults to `None`): extra Hub tags.
+            language (`str` or `list[str]` or `None`, defaults to `None`): language code(s).
+            license (`str` or `None`, defaults to `None`): license id.
+            finetuned_from (`str` or `None`, defaults to `None`): base model id (default: the model config's
+                ``_name_or_path``).
+            **_: other `Trainer.create_model_card` arguments (``tasks``, ``dataset_tags``, ...) are ignored.
+        """
+        model = self.accelerator.unwrap_model(self.model)
+        is_peft = hasattr(model, "peft_config")
+        base = model.get_base_model() if is_peft else model
+        header, rows = self.card_statistics()
+        unlabeled = self.unlabeled_dataset
+        return SSLModelCardData(
+            model_name=model_name or os.path.basename(os.path.abspath(self.args.output_dir)),
+            method=self.method_info(), architecture=type(base).__name__,
+            base_model_name_or_path=finetuned_from or getattr(base.config, "_name_or_path", None), is_peft=is_peft,
+            hyperparameters=self.card_hyperparameters(), stats_header=header, stats_rows=rows,
+            class_names=list(self.class_names or []),
+            labeled_counts=self.labeled_counts.tolist() if self.labeled_counts is not None else [],
+            n_unlabeled=len(unlabeled) if unlabeled is not None else 0, num_labels=self.num_labels,
+            datasets=[dataset_name] if isinstance(dataset_name, str) else list(dataset_name or self.card_datasets),
+            eval_results=eval_results if eval_results is not None else last_eval_metrics(self.state.log_history),
+            hub_model_id=self.args.hub_model_id, tags=[tags] if isinstance(tags, str) else list(tags or []),
+            language=language, license=license,
+        )
+
     def create_model_card(self, model_name: str | None = None, dataset_name: str | list[str] | None = None,
                           eval_results: dict[str, float] | None = None, **kwargs: Any) -> None:
         """Write ``README.md`` in ``output_dir`` from hf_ssl's card template (used by ``push_to_hub``).
 
-        Args:
-            model_name: card title (default: the output folder's name).
-            dataset_name: dataset id(s) of the pools, for the front matter.
-            eval_results: final evaluation metrics (default: the last ``evaluate`` in the log history).
-            **kwargs: accepted for `Trainer.create_model_card` compatibility (``tags``, ``language``,
+        Parameters:
+            model_name, dataset_name, eval_results, **kwargs: as in `model_card_data` (``tags``, ``language``,
                 ``license``, ``finetuned_from``).
         """
         if not self.is_world_process_zero():
@@ -354,8 +390,8 @@ class SSLTrainer(Trainer):
                               eval_results=eval_results, **kwargs)
 
     def write_model_card(self, folder: str, **kwargs: Any) -> str:
-        """Render the card into ``folder/README.md`` and return its text."""
-        text = render_model_card(self, **kwargs)
+        """Render the card of `model_card_data` (given ``kwargs``) into ``folder/README.md`` and return its text."""
+        text = render_model_card(self.model_card_data(**kwargs))
         write_text_atomic(folder, "README.md", text)
         return text
 

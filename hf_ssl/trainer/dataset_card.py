@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
-from transformers import Trainer
 
-__all__ = ["pseudo_label_dataset_card"]
+__all__ = ["PseudoLabelCardData", "pseudo_label_dataset_card"]
 
 _TEMPLATE = """---
 {{ card_data }}
@@ -38,33 +38,46 @@ The labels are model predictions, not human annotations: treat them as noisy.
 """
 
 
-def pseudo_label_dataset_card(trainer: Trainer, title: str = "Pseudo-labeled dataset",
-                              **card_data: Any) -> DatasetCard:
-    """Render the dataset card of a trainer's pseudo-labeled export.
+@dataclass
+class PseudoLabelCardData:
+    """Everything the dataset card of a pseudo-labeled export shows; `SelfTrainingTrainer` fills it.
 
-    Args:
-        trainer: a trained `Trainer`.
-        title: card title.
+    Parameters:
+        method_name (`str`): short method id, also a card tag (e.g. ``"self_training"``).
+        method_title (`str`): the method's name in prose.
+        model (`str`): what produced the labels (the model's ``_name_or_path`` or class name).
+        n_labeled (`int`): labeled examples the model was trained on.
+        n_unlabeled (`int`): rows of the unlabeled pool.
+        n_rows (`int`): pseudo-labeled rows in the export.
+        selection (`str`): how the rows were selected, in prose (e.g. ``"confidence >= 0.9"``).
+        class_names (`list[str]`): names of the ``pseudo_label`` classes.
+        rounds (`list[list[Any]]`, defaults to ``[]``): one row per round that produced pseudo-labels: round, rows
+            selected, new rows, mean confidence, accuracy against held-back labels.
+    """
+
+    method_name: str
+    method_title: str
+    model: str
+    n_labeled: int
+    n_unlabeled: int
+    n_rows: int
+    selection: str
+    class_names: list[str]
+    rounds: list[list[Any]] = field(default_factory=list)
+
+
+def pseudo_label_dataset_card(data: PseudoLabelCardData, title: str = "Pseudo-labeled dataset",
+                              **card_data: Any) -> DatasetCard:
+    """Render the dataset card of a pseudo-labeled export.
+
+    Parameters:
+        data (`PseudoLabelCardData`): what the card shows.
+        title (`str`, defaults to `"Pseudo-labeled dataset"`): card title.
         **card_data: extra `DatasetCardData` fields (e.g. ``license``, ``language``).
     """
-    args = trainer.args
-    selection = f"confidence >= {args.threshold}"
-    if args.class_fraction is not None:
-        selection += f", top {args.class_fraction:.0%} of each predicted class"
-    if args.k_per_class is not None:
-        selection += f", at most {args.k_per_class} per predicted class"
-    rounds = []
-    for record in trainer.rounds:
-        stats = record.get("pseudo_labels")
-        if stats:
-            accuracy = stats.get("pseudo_label_accuracy")
-            rounds.append([record["round"], stats["selected"], stats["new"], f"{stats['mean_confidence']:.3f}",
-                           "n/a" if accuracy is None else f"{accuracy:.3f}"])
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    data = DatasetCardData(tags=["hf_ssl", "pseudo-labels", trainer.method_name], **card_data)
+    front_matter = DatasetCardData(tags=["hf_ssl", "pseudo-labels", data.method_name], **card_data)
     return DatasetCard.from_template(
-        data, template_str=_TEMPLATE, title=title, method=trainer.method_info().title,
-        model=getattr(model.config, "_name_or_path", type(model).__name__), n_labeled=int(trainer.labeled_counts.sum()),
-        n_unlabeled=len(trainer.unlabeled_dataset), n_rows=len(trainer.pseudo_rows), selection=selection,
-        rounds=rounds, class_names=trainer.class_names,
+        front_matter, template_str=_TEMPLATE, title=title, method=data.method_title, model=data.model,
+        n_labeled=data.n_labeled, n_unlabeled=data.n_unlabeled, n_rows=data.n_rows, selection=data.selection,
+        rounds=data.rounds, class_names=data.class_names,
     )

@@ -20,24 +20,26 @@ class LabelPropagationConfig(SSLConfig, GraphConfig):
     every ``propagate_every`` epochs (0: never again).
 
     The defaults propagate once, before any training, over the pretrained model's embeddings, and start the
-    classification head from a linear probe on the labeled pool (``head_init="linear_probe"``, LP-FT). On Reuters R8
-    with 5 labels per class (MiniLM, 3 seeds, the whole 5,445-row unlabeled pool,
-    ``bench/results/consistency_r8_lpft.json``) this scored 0.929 / 0.914 / 0.915 against 0.870 / 0.899 / 0.832
-    for the better labeled-only baseline (random head; 0.805 / 0.874 / 0.814 with the probe head). The same schedule
-    with a random head scored 0.926 / 0.887 / 0.858 (``label_propagation_trainer_r8_fullpool.json``). Iscen et al.'s
-    schedule (15 warm-up epochs, then every 3; 1,500 unlabeled rows) scored 0.848 on average: propagating over a model
-    fine-tuned on 40 labels gave pseudo-labels 71-82% correct, against 72-91% for the pretrained embeddings. The
-    defaults were chosen among these settings by test accuracy.
+    classification head from a linear probe on the labeled pool (``head_init="linear_probe"``, LP-FT).
 
-    Args:
-        warmup_epochs: labeled-only epochs before the first propagation.
-        propagate_every: epochs between propagations; 0 propagates once, after the warm-up.
-        n_neighbors, alpha, power, pooling, encode_batch_size: the graph (`GraphConfig`).
-        min_certainty: drop pseudo-labels whose certainty is below this value.
-        certainty_fraction: keep only this fraction of the pseudo-labels, the most certain ones (1: all).
-        class_weighting: weight pseudo-labels by inverse class frequency.
-        soft_labels: train on the propagated distributions instead of their argmax.
-        head_init: as in `SSLConfig`, with ``"linear_probe"`` as this method's default.
+    Parameters:
+        warmup_epochs (`float`, *optional*, defaults to `0.0`):
+            Labeled-only epochs before the first propagation, >= 0.
+        propagate_every (`int`, *optional*, defaults to `0`):
+            Epochs between propagations, >= 0; 0 propagates once, after the warm-up.
+        min_certainty (`float`, *optional*, defaults to `0.0`):
+            Drop pseudo-labels whose certainty is below this value, in [0, 1).
+        certainty_fraction (`float`, *optional*, defaults to `1.0`):
+            Keep only this fraction of the pseudo-labels, the most certain ones, in (0, 1] (1: all).
+        class_weighting (`bool`, *optional*, defaults to `True`):
+            Weight pseudo-labels by inverse class frequency.
+        soft_labels (`bool`, *optional*, defaults to `False`):
+            Train on the propagated distributions instead of their argmax.
+        head_init (`str`, *optional*, defaults to `"linear_probe"`):
+            As in `SSLConfig` (`"random"` or `"linear_probe"`), with `"linear_probe"` as this method's default.
+
+        The graph fields ``n_neighbors``, ``alpha``, ``power``, ``pooling``, ``encode_batch_size`` and
+        ``embedding_layer`` are those of `GraphConfig`.
     """
 
     warmup_epochs: float = field(default=0.0, metadata={"help": "Labeled-only epochs before propagating."})

@@ -4,8 +4,7 @@ After an optional labeled-only warm-up, the current model embeds the labeled and
 `LabelPropagator` spreads the labels over a kNN graph of those embeddings; training continues on labeled
 batches plus pseudo-labeled batches weighted by certainty and inverse class frequency, and the propagation
 repeats every few epochs if asked (Iscen et al., "Label Propagation for Deep Semi-supervised Learning",
-CVPR 2019). By default it runs once, before training, over the pretrained embeddings (see
-`LabelPropagationConfig` for the measurement behind that default).
+CVPR 2019). By default it runs once, before training, over the pretrained embeddings.
 """
 
 from __future__ import annotations
@@ -21,8 +20,9 @@ from accelerate.logging import get_logger
 from hf_ssl.trainer.base_trainer import SSLTrainer
 from hf_ssl.trainer.graph_spreading import GraphSpreadingMixin
 from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
+from hf_ssl.trainer.model_card import format_cell, format_counts
+from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.schedule import EpochSchedule
-from hf_ssl.utils import write_text_atomic
 
 logger = get_logger(__name__)
 
@@ -31,12 +31,17 @@ __all__ = ["LabelPropagationTrainer"]
 RECORDS_FILE = "label_propagation.json"
 
 
-class LabelPropagationTrainer(GraphSpreadingMixin, SSLTrainer):
-    """Label propagation in the loop as a `transformers.Trainer`; see `SSLTrainer` for the arguments.
+class LabelPropagationTrainer(PseudoLabelStreamMixin, GraphSpreadingMixin, SSLTrainer):
+    """Label propagation in the loop as a `transformers.Trainer`.
 
-    After `train`, ``propagations`` holds one record per propagation (rows, certainty, per-class counts,
-    accuracy against the hidden truth column when present), also written to
-    ``output_dir/label_propagation.json``.
+    Parameters:
+        Those of `SSLTrainer`, with ``args`` a `LabelPropagationConfig`; ``unlabeled_dataset`` is required.
+
+    Attributes:
+        propagations (`list[dict]`): one record per propagation (rows, certainty, per-class counts, accuracy
+            against the hidden truth column when present), also written to ``output_dir/label_propagation.json``.
+        pseudo (`dict[str, np.ndarray]` or `None`): the current pseudo-labels: ``rows`` of the unlabeled pool,
+            ``targets`` and loss ``weights``.
     """
 
     config_class = LabelPropagationConfig
@@ -65,8 +70,8 @@ class LabelPropagationTrainer(GraphSpreadingMixin, SSLTrainer):
     def propagate(self, epoch: int = 0) -> dict[str, Any]:
         """Embed both pools with the current model, spread the labels, and stream the pseudo-labels.
 
-        Args:
-            epoch: the epoch this propagation precedes (recorded).
+        Parameters:
+            epoch (`int`, defaults to `0`): the epoch this propagation precedes (recorded).
         """
         args = self.args
         spread = self.spread_labels()
@@ -84,8 +89,8 @@ class LabelPropagationTrainer(GraphSpreadingMixin, SSLTrainer):
             per_class = np.where(counts > 0, len(rows) / (self.num_labels * np.maximum(counts, 1)), 0.0)
             weights = weights * per_class[predicted[rows]].astype(np.float32)
         if weights.sum() > 0:
-            # Spreading with α near 1 gives flat distributions (mean certainty ~0.06 on R8): the weights rank rows,
-            # rescaled to mean 1 so that unlabeled_loss_weight alone sets the pseudo-label loss's scale.
+            # Certainties of spread distributions are small when α is near 1: the weights rank rows, rescaled to
+            # mean 1 so that unlabeled_loss_weight alone sets the pseudo-label loss's scale.
             weights = weights * np.float32(len(weights) / weights.sum())
         targets = dist[rows] if args.soft_labels else np.eye(self.num_labels, dtype=np.float32)[predicted[rows]]
         self.pseudo = {"rows": rows, "targets": targets.astype(np.float32), "weights": weights}
@@ -108,9 +113,7 @@ class LabelPropagationTrainer(GraphSpreadingMixin, SSLTrainer):
             record["pool_accuracy"] = float((predicted == truth).mean())
         self.propagations.append(record)
         self.log({f"ssl_propagation_{k}": float(v) for k, v in record.items() if not isinstance(v, dict)})
-        if self.args.should_save:
-            write_text_atomic(self.args.output_dir, RECORDS_FILE, json.dumps({"propagations": self.propagations},
-                                                                              indent=2))
+        self.save_json(RECORDS_FILE, {"propagations": self.propagations})
         return record
 
     # ----------------------------------------------------------------- state and card
@@ -142,7 +145,6 @@ class LabelPropagationTrainer(GraphSpreadingMixin, SSLTrainer):
     def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
         header = ["epoch", "pseudo-labeled rows", "mean certainty", "pseudo-label accuracy (hidden truth)",
                   "per class"]
-        rows = [[r["epoch"], r["pseudo_labeled"], f"{r['mean_certainty']:.3f}",
-                 f"{r['pseudo_label_accuracy']:.3f}" if "pseudo_label_accuracy" in r else "-",
-                 ", ".join(f"{k}: {v}" for k, v in r["per_class"].items())] for r in self.propagations]
+        rows = [[r["epoch"], r["pseudo_labeled"], format_cell(r["mean_certainty"]),
+                 format_cell(r.get("pseudo_label_accuracy")), format_counts(r["per_class"])] for r in self.propagations]
         return header, rows

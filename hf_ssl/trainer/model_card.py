@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from transformers import Trainer
 
-__all__ = ["MethodInfo", "TEMPLATE_NAME", "template_path", "render_model_card"]
+__all__ = ["MethodInfo", "SSLModelCardData", "TEMPLATE_NAME", "format_cell", "format_counts", "last_eval_metrics",
+           "render_model_card", "template_path"]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class MethodInfo:
     description: str = ""
     paper: dict[str, str] | None = None
     tags: list[str] = field(default_factory=list)
+
 
 TEMPLATE_NAME = "model_card_template.md"
 
@@ -54,69 +55,107 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _last_eval(trainer: Trainer) -> dict[str, float]:
-    for entry in reversed(trainer.state.log_history):
+def format_cell(value: float | None, spec: str = ".3f") -> str:
+    """A number of the statistics table formatted with ``spec``, or ``"-"`` when it is missing (None)."""
+    return "-" if value is None else format(value, spec)
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """Per-class counts as ``"name: count, ..."`` for the statistics table (``"-"`` when there are none)."""
+    return ", ".join(f"{name}: {count}" for name, count in counts.items()) or "-"
+
+
+def last_eval_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """The ``eval_*`` metrics of the last evaluation in a `TrainerState.log_history` (empty if none)."""
+    for entry in reversed(log_history):
         if any(key.startswith("eval_") for key in entry):
             return {k: v for k, v in entry.items() if k.startswith("eval_")}
     return {}
 
 
-def render_model_card(trainer: Trainer, model_name: str | None = None,
-                      dataset_name: str | list[str] | None = None, eval_results: dict[str, float] | None = None,
-                      tags: str | list[str] | None = None, language: str | None = None, license: str | None = None,
-                      finetuned_from: str | None = None, **_: Any) -> str:
-    """Render the card of a trainer's model as Markdown with YAML front matter.
+@dataclass
+class SSLModelCardData:
+    """Everything the model card of an hf_ssl model shows; `SSLTrainer.model_card_data` fills it.
 
-    Args:
-        trainer: the trainer (its args, pools, statistics and log history fill the card).
-        model_name: title (default: the output folder's name).
-        dataset_name: dataset id(s) of the pools for the front matter.
-        eval_results: final metrics (default: the last evaluation in the log history).
-        tags: extra tags.
-        language: language code(s).
-        license: license id.
-        finetuned_from: base model id (default: the model config's ``_name_or_path`` if a Hub id).
+    Parameters:
+        model_name (`str`): the card's title.
+        method (`MethodInfo`): the method that trained the model.
+        architecture (`str`): class name of the (base) model, e.g. ``"BertForSequenceClassification"``; an
+            ``*ImageClassification`` class makes the card an image-classification card.
+        base_model_name_or_path (`str` or `None`, defaults to `None`): what the model was fine-tuned from; a Hub id
+            (``org/name``) is linked and becomes ``base_model`` in the front matter, a local path is only named.
+        is_peft (`bool`, defaults to `False`): whether the saved model is a PEFT adapter.
+        hyperparameters (`dict[str, Any]`, defaults to ``{}``): key hyperparameters, in display order.
+        stats_header (`list[str]`, defaults to ``[]``): header of the pseudo-label statistics table.
+        stats_rows (`list[list[Any]]`, defaults to ``[]``): its rows (one per round or epoch).
+        class_names (`list[str]`, defaults to ``[]``): class names, in label order.
+        labeled_counts (`list[int]`, defaults to ``[]``): labeled examples per class, in label order.
+        n_unlabeled (`int`, defaults to `0`): rows of the unlabeled pool.
+        num_labels (`int`, defaults to `0`): classes of the model.
+        datasets (`list[str]`, defaults to ``[]``): dataset ids of the pools, for the front matter.
+        eval_results (`dict[str, float]`, defaults to ``{}``): final evaluation metrics (``eval_*`` keys).
+        hub_model_id (`str` or `None`, defaults to `None`): repository id of the loading snippet (default:
+            ``model_name``).
+        tags (`list[str]`, defaults to ``[]``): Hub tags besides the method's.
+        language (`str` or `list[str]` or `None`, defaults to `None`): language code(s).
+        license (`str` or `None`, defaults to `None`): license id.
     """
-    method = trainer.method_info()
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    is_peft = hasattr(model, "peft_config")
-    base = model.get_base_model() if is_peft else model
-    config = base.config
-    name_or_path = finetuned_from or getattr(config, "_name_or_path", None)
-    base_model = _hub_id(name_or_path)
-    architecture = type(base).__name__
-    is_image = "ImageClassification" in architecture
+
+    model_name: str
+    method: MethodInfo
+    architecture: str
+    base_model_name_or_path: str | None = None
+    is_peft: bool = False
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    stats_header: list[str] = field(default_factory=list)
+    stats_rows: list[list[Any]] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    labeled_counts: list[int] = field(default_factory=list)
+    n_unlabeled: int = 0
+    num_labels: int = 0
+    datasets: list[str] = field(default_factory=list)
+    eval_results: dict[str, float] = field(default_factory=dict)
+    hub_model_id: str | None = None
+    tags: list[str] = field(default_factory=list)
+    language: str | list[str] | None = None
+    license: str | None = None
+
+
+def render_model_card(data: SSLModelCardData) -> str:
+    """Render the card as Markdown with YAML front matter from the packaged template.
+
+    Parameters:
+        data (`SSLModelCardData`): what the card shows.
+    """
+    method = data.method
+    base_model = _hub_id(data.base_model_name_or_path)
+    is_image = "ImageClassification" in data.architecture
     auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
     pipeline_tag = "image-classification" if is_image else "text-classification"
-    datasets = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name or trainer.card_datasets)
-    eval_results = eval_results if eval_results is not None else _last_eval(trainer)
-    title = model_name or os.path.basename(os.path.abspath(trainer.args.output_dir))
+    datasets = data.datasets
     card_eval = [
         EvalResult(task_type=pipeline_tag, dataset_type=datasets[0] if datasets else "custom",
                    dataset_name=datasets[0] if datasets else "evaluation split",
                    metric_type=key.removeprefix("eval_"), metric_value=float(value))
-        for key, value in eval_results.items()
+        for key, value in data.eval_results.items()
         if key.removeprefix("eval_") in ("accuracy", "f1", "macro_f1", "precision", "recall")
     ]
-    extra_tags = [tags] if isinstance(tags, str) else list(tags or [])
     card_data = ModelCardData(
-        library_name="peft" if is_peft else "transformers", base_model=base_model, datasets=datasets or None,
-        tags=list(dict.fromkeys([*method.tags, method.name, *extra_tags])),
-        pipeline_tag=pipeline_tag, language=language, license=license, model_name=title,
+        library_name="peft" if data.is_peft else "transformers", base_model=base_model, datasets=datasets or None,
+        tags=list(dict.fromkeys([*method.tags, method.name, *data.tags])),
+        pipeline_tag=pipeline_tag, language=data.language, license=data.license, model_name=data.model_name,
         eval_results=card_eval or None,
     )
-    header, rows = trainer.card_statistics()
-    counts = trainer.labeled_counts.tolist() if trainer.labeled_counts is not None else []
-    names = trainer.class_names or [str(i) for i in range(len(counts))]
-    unlabeled = trainer.unlabeled_dataset
+    names = data.class_names or [str(i) for i in range(len(data.labeled_counts))]
     card = ModelCard.from_template(
-        card_data, template_path=template_path(), model_name=title, method_title=method.title,
-        method_description=method.description, hyperparameters=trainer.card_hyperparameters(),
-        base_model=base_model, base_model_path=None if base_model else name_or_path, architecture=architecture,
-        is_peft=is_peft, n_labeled=int(sum(counts)), n_unlabeled=len(unlabeled) if unlabeled is not None else 0,
-        n_classes=trainer.num_labels, labeled_per_class=list(zip(names, counts, strict=False)), stats_header=header,
-        stats_rows=rows, eval_results={k: round(float(v), 4) for k, v in eval_results.items()},
-        auto_class=auto_class, repo_id=trainer.args.hub_model_id or title, paper=method.paper,
+        card_data, template_path=template_path(), model_name=data.model_name, method_title=method.title,
+        method_description=method.description, hyperparameters=data.hyperparameters,
+        base_model=base_model, base_model_path=None if base_model else data.base_model_name_or_path,
+        architecture=data.architecture, is_peft=data.is_peft, n_labeled=int(sum(data.labeled_counts)),
+        n_unlabeled=data.n_unlabeled, n_classes=data.num_labels,
+        labeled_per_class=list(zip(names, data.labeled_counts, strict=False)), stats_header=data.stats_header,
+        stats_rows=data.stats_rows, eval_results={k: round(float(v), 4) for k, v in data.eval_results.items()},
+        auto_class=auto_class, repo_id=data.hub_model_id or data.model_name, paper=method.paper,
         versions={p: _version(p) for p in ("hf-ssl", "transformers", "torch", "datasets", "peft")},
     )
     return str(card)

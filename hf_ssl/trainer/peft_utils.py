@@ -20,11 +20,12 @@ def head_module_names(model: nn.Module) -> list[str]:
 def wrap_with_peft(model: nn.Module, peft_config: Any) -> nn.Module:
     """Wrap ``model`` with `peft.get_peft_model`, keeping the classification head fully trainable.
 
-    Args:
-        model: a transformers classification model.
-        peft_config: a `peft.PeftConfig` (e.g. `LoraConfig`); it is copied, not modified.
+    Parameters:
+        model (`nn.Module`): a transformers classification model.
+        peft_config (`peft.PeftConfig`): e.g. a `LoraConfig`; it is copied, not modified.
 
     Raises:
+        TypeError: if ``peft_config`` is not a `peft.PeftConfig`.
         ValueError: if ``target_modules`` names modules the model does not have.
     """
     from peft import PeftConfig, get_peft_model

@@ -14,11 +14,12 @@ __all__ = ["EpochSchedule", "due_epoch"]
 def due_epoch(state_epoch: float | None, start: float, every: int, last_done: int) -> int | None:
     """The whole epoch at whose start a build is due, or None.
 
-    Args:
-        state_epoch: `TrainerState.epoch` at the start of the epoch (None before training).
-        start: first epoch with a build (a warm-up length; 0 to build before training).
-        every: rebuild every this many epochs after ``start``; 0 builds once, at ``start``.
-        last_done: epoch of the last build, -1 if none; builds already made (e.g. before a resume) are skipped.
+    Parameters:
+        state_epoch (`float` or `None`): `TrainerState.epoch` at the start of the epoch (`None` before training).
+        start (`float`): first epoch with a build (a warm-up length; 0 to build before training).
+        every (`int`): rebuild every this many epochs after ``start``; 0 builds once, at ``start``.
+        last_done (`int`): epoch of the last build, -1 if none; builds already made (e.g. before a resume) are
+            skipped.
     """
     epoch = math.floor((state_epoch or 0.0) + 1e-6)
     since_start = epoch - math.ceil(start)
@@ -31,11 +32,12 @@ def due_epoch(state_epoch: float | None, start: float, every: int, last_done: in
 class EpochSchedule(TrainerCallback):
     """Calls ``build(epoch)`` at the start of every epoch that `due_epoch` names.
 
-    Args:
-        build: the trainer's build step, given the whole epoch.
-        last_done: returns the epoch of the last build (-1 if none); read at each epoch so resumes count.
-        start: see `due_epoch`.
-        every: see `due_epoch`.
+    Parameters:
+        build (`Callable[[int], Any]`): the trainer's build step, given the whole epoch.
+        last_done (`Callable[[], int]`): returns the epoch of the last build (-1 if none); read at each epoch so
+            resumes count.
+        start (`float`): see `due_epoch`.
+        every (`int`): see `due_epoch`.
     """
 
     def __init__(self, build: Callable[[int], Any], last_done: Callable[[], int], start: float, every: int) -> None:

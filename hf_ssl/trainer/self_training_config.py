@@ -17,17 +17,27 @@ class SelfTrainingConfig(SSLConfig):
     row, weight λ). Each round runs the same number of optimizer steps (``num_train_epochs`` over the
     labeled pool), so the true labels keep their weight however many pseudo-labels are added.
 
-    Args:
-        threshold: minimum confidence in (0, 1] for a pseudo-label.
-        k_per_class: keep at most this many most-confident rows per predicted class (class-balanced).
-        class_fraction: per predicted class, keep only the most confident fraction of its rows.
-        max_rounds: pseudo-labeling rounds after the labeled-only round (0 = plain fine-tuning).
-        reset_model_each_round: start each round from the initial (pretrained) weights; False continues
-            from the previous round's model.
-        soft_labels: train on the teacher's probabilities (distillation) instead of hard labels.
-        soft_label_temperature: temperature T of the soft targets (T < 1 sharpens).
-        weight_by_confidence: weight each pseudo-labeled row's loss by the teacher's confidence.
-        eval_each_round: evaluate ``eval_dataset`` at the end of every round (round 0 = labeled-only).
+    Parameters:
+        threshold (`float`, *optional*, defaults to `0.7`):
+            Minimum teacher confidence for a pseudo-label, in (0, 1].
+        k_per_class (`int` or `None`, *optional*, defaults to `None`):
+            Keep at most this many most-confident rows per predicted class (class-balanced); >= 1, or `None` for
+            no cap.
+        class_fraction (`float` or `None`, *optional*, defaults to `None`):
+            Per predicted class, keep only the most confident fraction of its rows, in (0, 1]; `None` keeps all.
+        max_rounds (`int`, *optional*, defaults to `2`):
+            Pseudo-labeling rounds after the labeled-only round, >= 0 (0: plain fine-tuning).
+        reset_model_each_round (`bool`, *optional*, defaults to `True`):
+            Start each round from the initial (pretrained) weights; `False` continues from the previous round's
+            model.
+        soft_labels (`bool`, *optional*, defaults to `False`):
+            Train on the teacher's probabilities (distillation) instead of hard labels.
+        soft_label_temperature (`float`, *optional*, defaults to `1.0`):
+            Temperature T of the soft targets, > 0 (T < 1 sharpens).
+        weight_by_confidence (`bool`, *optional*, defaults to `False`):
+            Weight each pseudo-labeled row's loss by the teacher's confidence.
+        eval_each_round (`bool`, *optional*, defaults to `True`):
+            Evaluate ``eval_dataset`` at the end of every round (round 0 = labeled-only).
     """
 
     threshold: float = field(default=0.7, metadata={"help": "Minimum teacher confidence in (0, 1] for a pseudo-label."})

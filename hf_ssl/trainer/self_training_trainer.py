@@ -24,10 +24,11 @@ from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
 from hf_ssl.methods.pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
 from hf_ssl.trainer.base_trainer import SSLTrainer
-from hf_ssl.trainer.dataset_card import pseudo_label_dataset_card
+from hf_ssl.trainer.dataset_card import PseudoLabelCardData, pseudo_label_dataset_card
+from hf_ssl.trainer.model_card import format_cell, format_counts
+from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
-from hf_ssl.trainer.state import load_ssl_state
-from hf_ssl.utils import write_text_atomic
+from hf_ssl.trainer.state import SSL_STATE_NAME, load_ssl_state
 
 logger = get_logger(__name__)
 
@@ -37,12 +38,21 @@ ROUNDS_FILE = "self_training_rounds.json"
 ROUND_DIR_PREFIX = "checkpoint-round-"
 
 
-class SelfTrainingTrainer(SSLTrainer):
+class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
     """Self-training (pseudo-labeling) as a `transformers.Trainer`.
 
-    After `train`, ``rounds`` holds one record per round (training loss, evaluation, pseudo-labels
-    produced: count per class, confidence, accuracy against the hidden truth column when present) and
-    ``termination_condition`` says why it stopped. See `SSLTrainer` for the arguments.
+    Parameters:
+        Those of `SSLTrainer`, with ``args`` a `SelfTrainingConfig`. ``unlabeled_dataset`` is required when
+        ``args.max_rounds`` > 0.
+
+    Attributes:
+        rounds (`list[dict]`): one record per round (training loss, evaluation, pseudo-labels produced: count per
+            class, confidence, accuracy against the hidden truth column when present), also written to
+            ``output_dir/self_training_rounds.json``.
+        termination_condition (`str` or `None`): why the rounds stopped: `"max_rounds"` or
+            `"no_new_pseudo_labels"`.
+        pseudo_rows, pseudo_targets, pseudo_confidence (`np.ndarray`): the current pseudo-labels: rows of the
+            unlabeled pool, target distributions and the teacher's confidence.
     """
 
     config_class = SelfTrainingConfig
@@ -80,17 +90,18 @@ class SelfTrainingTrainer(SSLTrainer):
         """Run the rounds; each is one `Trainer.train` (fresh optimizer and schedule), so callbacks see one
         ``on_train_begin`` / ``on_train_end`` per round and ``state.global_step`` restarts each round.
 
-        Args:
-            resume_from_checkpoint: a checkpoint folder, or True for the latest one in ``output_dir``.
-            trial: hyperparameter-search trial, as in `Trainer.train`.
-            ignore_keys_for_eval: as in `Trainer.train`.
+        Parameters:
+            resume_from_checkpoint (`str` or `bool` or `None`, defaults to `None`): a checkpoint folder, or `True`
+                for the latest one under ``output_dir/checkpoint-round-*``.
+            trial (*optional*): hyperparameter-search trial, as in `Trainer.train`.
+            ignore_keys_for_eval (`list[str]` or `None`, defaults to `None`): as in `Trainer.train`.
         """
         checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
         start = 0
         if checkpoint is not None:
             state = load_ssl_state(checkpoint)
             if state is None:
-                raise ValueError(f"{checkpoint} holds no hf_ssl state ({'ssl_state.pt'}); it was not written by an "
+                raise ValueError(f"{checkpoint} holds no hf_ssl state ({SSL_STATE_NAME}); it was not written by an "
                                  "hf_ssl trainer. Pass resume_from_checkpoint= a checkpoint of this run.")
             self.load_ssl_state_dict(state)
             start = self.round
@@ -119,7 +130,7 @@ class SelfTrainingTrainer(SSLTrainer):
             self._append_record(record)
             if new == 0:
                 break
-        self._stream_loader = None
+        self.clear_unlabeled_stream()
         return output
 
     def _pseudo_label_round(self, record: dict[str, Any]) -> int:
@@ -161,9 +172,7 @@ class SelfTrainingTrainer(SSLTrainer):
     # ----------------------------------------------------------------- records, export, state
     def _append_record(self, record: dict[str, Any]) -> None:
         self.rounds.append(record)
-        if self.args.should_save:
-            text = json.dumps({"rounds": self.rounds, "termination_condition": self.termination_condition}, indent=2)
-            write_text_atomic(self.args.output_dir, ROUNDS_FILE, text)
+        self.save_json(ROUNDS_FILE, {"rounds": self.rounds, "termination_condition": self.termination_condition})
 
     def pseudo_labeled_dataset(self) -> Dataset:
         """The current pseudo-labeled rows of the unlabeled pool with ``pseudo_label`` (a `ClassLabel`),
@@ -177,6 +186,28 @@ class SelfTrainingTrainer(SSLTrainer):
         data = data.add_column("pseudo_round", self.first_round[rows].tolist(), feature=Value("int64"))
         return data.add_column("source_index", rows.tolist(), feature=Value("int64"))
 
+    def pseudo_label_card_data(self) -> PseudoLabelCardData:
+        """What the dataset card of `pseudo_labeled_dataset` shows: the selection rule and the rounds' statistics."""
+        args = self.args
+        selection = f"confidence >= {args.threshold}"
+        if args.class_fraction is not None:
+            selection += f", top {args.class_fraction:.0%} of each predicted class"
+        if args.k_per_class is not None:
+            selection += f", at most {args.k_per_class} per predicted class"
+        rounds = []
+        for record in self.rounds:
+            stats = record.get("pseudo_labels")
+            if stats:
+                accuracy = stats.get("pseudo_label_accuracy")
+                rounds.append([record["round"], stats["selected"], stats["new"], f"{stats['mean_confidence']:.3f}",
+                               "n/a" if accuracy is None else f"{accuracy:.3f}"])
+        model = self.accelerator.unwrap_model(self.model)
+        return PseudoLabelCardData(
+            method_name=self.method_name, method_title=self.method_info().title,
+            model=getattr(model.config, "_name_or_path", type(model).__name__),
+            n_labeled=int(self.labeled_counts.sum()), n_unlabeled=len(self.unlabeled_dataset),
+            n_rows=len(self.pseudo_rows), selection=selection, class_names=self.class_names, rounds=rounds)
+
     def export_pseudo_labels(self, path: str) -> str:
         """Save `pseudo_labeled_dataset` with ``save_to_disk`` plus a dataset card (``README.md``), written to a
         temporary folder then renamed, so an interrupted export never leaves a half-written folder."""
@@ -187,7 +218,7 @@ class SelfTrainingTrainer(SSLTrainer):
         tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
         try:
             self.pseudo_labeled_dataset().save_to_disk(tmp)
-            pseudo_label_dataset_card(self).save(os.path.join(tmp, "README.md"))
+            pseudo_label_dataset_card(self.pseudo_label_card_data()).save(os.path.join(tmp, "README.md"))
             if os.path.exists(path):
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -200,16 +231,16 @@ class SelfTrainingTrainer(SSLTrainer):
                                   **card_data: Any) -> None:
         """Push `pseudo_labeled_dataset` with `datasets`' own ``push_to_hub``, then its dataset card.
 
-        Args:
-            repo_id: dataset repository id.
-            private: create the repository private.
-            token: Hub token.
-            **card_data: extra `DatasetCardData` fields for the card.
+        Parameters:
+            repo_id (`str`): dataset repository id.
+            private (`bool` or `None`, defaults to `None`): create the repository private.
+            token (`str` or `None`, defaults to `None`): Hub token.
+            **card_data: extra `DatasetCardData` fields for the card (e.g. ``license``).
         """
         if not self.is_world_process_zero():
             return
         self.pseudo_labeled_dataset().push_to_hub(repo_id, private=private, token=token)
-        pseudo_label_dataset_card(self, **card_data).push_to_hub(repo_id, token=token)
+        pseudo_label_dataset_card(self.pseudo_label_card_data(), **card_data).push_to_hub(repo_id, token=token)
 
     def ssl_state_dict(self) -> dict[str, Any]:
         return super().ssl_state_dict() | {
@@ -264,10 +295,7 @@ class SelfTrainingTrainer(SSLTrainer):
         rows = []
         for rec in self.rounds:
             stats = rec.get("pseudo_labels", {})
-            acc = rec.get("eval", {}).get("eval_accuracy")
-            rows.append([rec["round"], "-" if acc is None else f"{acc:.4f}", stats.get("selected", "-"),
-                         stats.get("new", "-"),
-                         f"{stats['mean_confidence']:.3f}" if "mean_confidence" in stats else "-",
-                         f"{stats['pseudo_label_accuracy']:.3f}" if "pseudo_label_accuracy" in stats else "-",
-                         ", ".join(f"{k}: {v}" for k, v in stats.get("per_class", {}).items()) or "-"])
+            rows.append([rec["round"], format_cell(rec.get("eval", {}).get("eval_accuracy"), ".4f"),
+                         stats.get("selected", "-"), stats.get("new", "-"), format_cell(stats.get("mean_confidence")),
+                         format_cell(stats.get("pseudo_label_accuracy")), format_counts(stats.get("per_class", {}))])
         return header, rows
