@@ -88,7 +88,7 @@ class ConsistencyTrainer(GraphPriorMixin, ContrastiveAdaptationMixin, SSLTrainer
         self.add_callback(EpochRecord(self))
         self.add_callback(WarnSlowMomenta())
         self.init_graph_prior()
-        self.check_contrastive_pool()
+        self.init_contrastive_adaptation()
 
     def _default_augmenter(self, mlm_model: Any) -> Any:
         """`ImageAugmenter` for pixel inputs, else `TextAugmenter` from the tokenizer."""

@@ -19,15 +19,15 @@ class ContrastiveAdaptationMixin:
     """Adds the contrastive adaptation to an `SSLTrainer` with an ``augmenter`` and a config with the
     ``contrastive_*`` fields.
 
-    Call `check_contrastive_pool` from ``__init__``; `train` then adapts before training when it is due.
+    Call `init_contrastive_adaptation` from ``__init__``; `train` then adapts before training when it is due.
 
     Attributes:
         contrastive_record (`dict` or `None`): the SimCLR adaptation's steps and losses (and the refitted head's
             record), None until it ran.
     """
 
-    def check_contrastive_pool(self) -> None:
-        """Reject an unlabeled pool smaller than one SimCLR batch before anything trains."""
+    def init_contrastive_adaptation(self) -> None:
+        """No record yet; reject an unlabeled pool smaller than one SimCLR batch before anything trains."""
         config = self.args
         self.contrastive_record: dict[str, Any] | None = None
         if config.contrastive_steps and len(self.unlabeled_dataset) < config.contrastive_batch_size:
