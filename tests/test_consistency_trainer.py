@@ -12,8 +12,8 @@ from transformers import ViTConfig, ViTForImageClassification
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, LabelPropagator, encode
 from hf_ssl.data.metrics import classification_metrics
 from hf_ssl.methods.thresholds import THRESHOLD_STRATEGIES
+from hf_ssl.trainer.consistency_callbacks import slow_momentum_warnings
 from hf_ssl.trainer.consistency_config import METHODS
-from hf_ssl.trainer.consistency_trainer import slow_momentum_warnings
 
 
 def config(tmp_path, **overrides) -> ConsistencyConfig:
@@ -34,6 +34,10 @@ def test_every_method_and_threshold_trains(tmp_path, pools, tokenizer, method, s
     labeled, unlabeled, _ = pools
     model = tiny_bert()
     before = params(model)
+    if method == "mixmatch" and strategy != "fixed":  # MixMatch has no adaptive threshold: rejected at config time
+        with pytest.raises(ValueError, match="threshold_strategy='fixed'"):
+            config(tmp_path, method=method, threshold_strategy=strategy)
+        return
     trainer = ConsistencyTrainer(model=model, args=config(tmp_path, method=method, threshold_strategy=strategy,
                                                           threshold=0.5 if method in ("fixmatch", "uda") else None),
                                  train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
@@ -84,9 +88,10 @@ def test_image_model_trains(tmp_path):
 @pytest.mark.parametrize("overrides", [
     dict(method="fixmatch", threshold_strategy="flexmatch", threshold=0.5, use_ema_teacher=True,
          distribution_alignment=True, augment_in="step"),
-    dict(method="mixmatch", threshold_strategy="freematch", eval_with_ema=True),
+    dict(method="mixmatch", eval_with_ema=True),
     dict(method="uda", threshold_strategy="softmatch", augment_in="collator", weak_augment="token_dropout"),
-    dict(method="fixmatch", graph_prior_weight=0.5, graph_prior_every=1, n_neighbors=3),
+    dict(method="fixmatch", threshold_strategy="freematch", graph_prior_weight=0.5, graph_prior_every=1,
+         n_neighbors=3),
 ])
 def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer, overrides):
     labeled, unlabeled, _ = pools

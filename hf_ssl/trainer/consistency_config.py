@@ -5,25 +5,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from hf_ssl.augment.text import STRONG_OPS
 from hf_ssl.graph.config import GraphConfig
 from hf_ssl.methods.thresholds import THRESHOLD_STRATEGIES
 from hf_ssl.trainer.base_config import SSLConfig
 
-__all__ = ["ConsistencyConfig", "METHODS"]
+__all__ = ["ConsistencyConfig", "METHODS", "METHOD_DEFAULTS", "MethodDefaults"]
 
-METHODS = ("fixmatch", "uda", "mean_teacher", "pi_model", "mixmatch")
-LOSSES = ("ce", "kl", "mse")
-TEXT_OPS = ("mask", "replace", "word_dropout", "span_deletion", "local_shuffle", "mlm")
 
-# Per-method defaults (None in the config means "the method's default"), from the papers.
-_DEFAULTS = {
-    #              threshold, temperature, loss, EMA teacher
-    "fixmatch": (0.95, 1.0, "ce", False),
-    "uda": (0.8, 0.4, "kl", False),
-    "mean_teacher": (0.0, 1.0, "mse", True),
-    "pi_model": (0.0, 1.0, "mse", False),
-    "mixmatch": (0.0, 0.5, "mse", False),
+@dataclass(frozen=True)
+class MethodDefaults:
+    """What a consistency method uses where `ConsistencyConfig` leaves a field at None (values from its paper).
+
+    Parameters:
+        threshold (`float`): confidence threshold τ of the ``fixed`` strategy (ceiling for FlexMatch).
+        temperature (`float`): sharpening temperature of the soft targets.
+        loss (`str`): consistency loss, one of ``"ce"``, ``"kl"``, ``"mse"``.
+        uses_ema_teacher (`bool`): targets come from an EMA of the student.
+    """
+
+    threshold: float
+    temperature: float
+    loss: str
+    uses_ema_teacher: bool
+
+
+METHOD_DEFAULTS = {
+    "fixmatch": MethodDefaults(threshold=0.95, temperature=1.0, loss="ce", uses_ema_teacher=False),
+    "uda": MethodDefaults(threshold=0.8, temperature=0.4, loss="kl", uses_ema_teacher=False),
+    "mean_teacher": MethodDefaults(threshold=0.0, temperature=1.0, loss="mse", uses_ema_teacher=True),
+    "pi_model": MethodDefaults(threshold=0.0, temperature=1.0, loss="mse", uses_ema_teacher=False),
+    "mixmatch": MethodDefaults(threshold=0.0, temperature=0.5, loss="mse", uses_ema_teacher=False),
 }
+METHODS = tuple(METHOD_DEFAULTS)
+LOSSES = ("ce", "kl", "mse")
 
 
 @dataclass
@@ -33,60 +48,111 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
     Each step trains on a labeled batch plus μ× as many unlabeled rows: targets come from a weak view
     (from the student, or from an EMA teacher), the student is trained to match them on a strong view,
     and a threshold strategy decides how much each unlabeled row counts. Fields left at None take the
-    method's default from its paper (shown in brackets).
+    method's default from `METHOD_DEFAULTS` (listed below as fixmatch / uda / mean_teacher / pi_model / mixmatch).
+    Settings that contradict the method are rejected here.
 
-    Args:
-        method: ``fixmatch`` | ``uda`` | ``mean_teacher`` | ``pi_model`` | ``mixmatch``.
-        threshold_strategy: ``fixed`` | ``flexmatch`` | ``freematch`` | ``softmatch``.
-        threshold: confidence threshold τ (fixed) or ceiling (FlexMatch) [0.95 / 0.8 / 0 / 0 / 0].
-        temperature: sharpening temperature of soft targets [1 / 0.4 / 1 / 1 / 0.5].
-        consistency_loss: ``ce`` | ``kl`` | ``mse`` [ce / kl / mse / mse / mse].
-        use_ema_teacher: targets from an EMA of the student's trainable weights [True for mean_teacher].
-        ema_decay: EMA decay of the teacher.
-        eval_with_ema: evaluate and predict with the EMA weights (the saved model stays the student).
-        distribution_alignment: rescale weak-view predictions by target prior / running model prior.
-        alignment_target: ``labeled`` (labeled pool's class prior) or ``uniform``.
-        alignment_momentum: EMA momentum of the running model prior.
-        threshold_momentum: EMA momentum of FreeMatch's and SoftMatch's estimates.
-        flexmatch_warmup: FlexMatch's threshold warm-up.
-        softmatch_n_sigma: SoftMatch's κ (width of the Gaussian weight in standard deviations).
-        unlabeled_loss_warmup_steps: ramp λ from 0 over this many steps.
-        unlabeled_loss_ramp: ``linear`` or ``sigmoid`` (exp(-5(1-t)²)) ramp.
-        entropy_weight: weight of an entropy-minimisation term on unlabeled predictions.
-        mixmatch_num_views: K weak views averaged for MixMatch's label guess.
-        mixup_alpha: Beta(α, α) parameter of MixMatch's mixup.
-        augment_labeled: train on the weak view of labeled rows (flip and crop for images; identity for text
-            by default).
-        augment_in: ``step`` (augment the collated batch on the training device), ``collator`` (in the
-            unlabeled stream's collator, i.e. in DataLoader workers when there are any) or ``auto``: the collator
-            when training on CPU, where it measured cheaper (DINOv2-S at 56 px: step time 1.08× the raw
-            forward+backward vs 1.38× in the step; MiniLM: equal, ``bench/results/consistency_step_*.json``), the
-            step on an accelerator, where kornia augments the batch on the device (not measured here: no GPU).
-        weak_augment: text weak view, ``identity`` or ``token_dropout``.
-        weak_augment_prob: token-dropout rate of the weak text view.
-        strong_augment_ops: text strong-view operations to choose from.
-        strong_augment_num_ops: operations applied per row.
-        strong_augment_prob: rate of each text operation.
-        strong_view_prefix: columns ``<prefix><input>`` of the unlabeled pool (e.g. ``strong_input_ids`` from
-            back-translations) are used as the strong view instead of augmenting.
-        image_crop_padding: pad-and-crop padding as a fraction of the image side (weak image view).
-        randaugment_n: RandAugment operations per image (strong image view).
-        randaugment_m: RandAugment magnitude in [0, 30].
-        cutout: side of the cutout square as a fraction of the image side.
-        graph_prior_weight: w > 0 mixes, into every weak-view target, the class that label spreading over the
-            model's own embeddings of both pools gives the row: (1 − w)·p + w·onehot(graph class), before the
-            threshold (memory-smoothed pseudo-labels, as in CoMatch, Li et al., ICCV 2021). 0 turns it off. On R8 at
-            5 labels per class, w = 0.5 made every method beat labeled-only on every seed of 3
-            (``bench/results/consistency_r8_graph.json``). It costs one embedding pass over both pools.
-        graph_prior_every: epochs between graph rebuilds with the current model; 0 builds it once, before training,
-            from the pretrained embeddings.
-        n_neighbors, alpha, power, pooling, encode_batch_size, embedding_layer: that graph (`GraphConfig`).
-        contrastive_steps: N > 0 first adapts the encoder to the unlabeled pool with N SimCLR steps on two strong
-            views (`hf_ssl.contrastive`), then (re)fits the linear-probe head if ``head_init="linear_probe"``; done
-            at the start of `train` unless resuming from a checkpoint. 0 (default) turns it off.
-        contrastive_batch_size: unlabeled rows per SimCLR step (>= 2; every other row of the batch is a negative).
-        contrastive_learning_rate: AdamW learning rate of the SimCLR steps (None: ``learning_rate``).
-        contrastive_temperature: temperature of the SimCLR loss.
+    Parameters:
+        > Method
+
+        method (`str`, *optional*, defaults to `"fixmatch"`):
+            One of `"fixmatch"`, `"uda"`, `"mean_teacher"`, `"pi_model"`, `"mixmatch"`.
+        threshold_strategy (`str`, *optional*, defaults to `"fixed"`):
+            How much each unlabeled row counts: `"fixed"`, `"flexmatch"`, `"freematch"` or `"softmatch"`.
+            MixMatch takes `"fixed"` only.
+        threshold (`float` or `None`, *optional*, defaults to `None`):
+            Confidence threshold τ in [0, 1] (`"fixed"`) or its ceiling (`"flexmatch"`). None: 0.95 / 0.8 / 0 / 0 / 0.
+        temperature (`float` or `None`, *optional*, defaults to `None`):
+            Sharpening temperature (> 0) of UDA's and MixMatch's soft targets. None: 1 / 0.4 / 1 / 1 / 0.5.
+        consistency_loss (`str` or `None`, *optional*, defaults to `None`):
+            `"ce"`, `"kl"` or `"mse"`. None: ce / kl / mse / mse / mse.
+        use_ema_teacher (`bool` or `None`, *optional*, defaults to `None`):
+            Targets from an EMA of the student's trainable weights. None: True for mean_teacher (which needs it),
+            False otherwise.
+        ema_decay (`float`, *optional*, defaults to `0.999`):
+            EMA decay of the teacher, in [0, 1).
+        eval_with_ema (`bool`, *optional*, defaults to `False`):
+            Evaluate and predict with the EMA weights (the saved model stays the student).
+        distribution_alignment (`bool`, *optional*, defaults to `False`):
+            Rescale weak-view predictions by target prior / running model prior.
+        alignment_target (`str`, *optional*, defaults to `"labeled"`):
+            `"labeled"` (the labeled pool's class prior) or `"uniform"`.
+        alignment_momentum (`float`, *optional*, defaults to `0.999`):
+            EMA momentum of the running model prior, in [0, 1).
+        threshold_momentum (`float`, *optional*, defaults to `0.999`):
+            EMA momentum of FreeMatch's and SoftMatch's estimates, in [0, 1).
+        flexmatch_warmup (`bool`, *optional*, defaults to `True`):
+            FlexMatch's threshold warm-up.
+        softmatch_n_sigma (`float`, *optional*, defaults to `2.0`):
+            SoftMatch's κ (width of the Gaussian weight in standard deviations), > 0.
+        unlabeled_loss_warmup_steps (`int`, *optional*, defaults to `0`):
+            Ramp λ up from 0 over this many optimizer steps.
+        unlabeled_loss_ramp (`str`, *optional*, defaults to `"linear"`):
+            `"linear"` or `"sigmoid"` (exp(-5(1-t)²)) ramp.
+        entropy_weight (`float`, *optional*, defaults to `0.0`):
+            Weight (>= 0) of an entropy-minimisation term on the strong view's predictions. Not with MixMatch,
+            whose sharpened label guess is its entropy minimisation.
+        mixmatch_num_views (`int`, *optional*, defaults to `2`):
+            K weak views averaged for MixMatch's label guess (>= 1).
+        mixup_alpha (`float`, *optional*, defaults to `0.5`):
+            Beta(α, α) parameter (> 0) of MixMatch's mixup.
+
+        > Views
+
+        augment_labeled (`bool`, *optional*, defaults to `True`):
+            Train on the weak view of labeled rows (flip and crop for images; identity for text by default).
+        augment_in (`str`, *optional*, defaults to `"auto"`):
+            Where the unlabeled views are made: `"step"` (on the collated batch, on the training device),
+            `"collator"` (in the unlabeled stream's collator, i.e. in DataLoader workers when there are any) or
+            `"auto"` (the collator when training on CPU, the step on an accelerator).
+        weak_augment (`str`, *optional*, defaults to `"identity"`):
+            Text weak view: `"identity"` or `"token_dropout"`.
+        weak_augment_prob (`float`, *optional*, defaults to `0.1`):
+            Token-dropout rate of the weak text view.
+        strong_augment_ops (`list[str]`, *optional*, defaults to all of `STRONG_OPS` but `"mlm"`):
+            Text strong-view operations to choose from, among `hf_ssl.augment.text.STRONG_OPS` (`"mask"`,
+            `"replace"`, `"word_dropout"`, `"span_deletion"`, `"local_shuffle"`, `"mlm"`; `"mlm"` needs the
+            trainer's ``mlm_model=``).
+        strong_augment_num_ops (`int`, *optional*, defaults to `2`):
+            Text operations applied per row.
+        strong_augment_prob (`float`, *optional*, defaults to `0.2`):
+            Rate of each text operation.
+        strong_view_prefix (`str`, *optional*, defaults to `"strong_"`):
+            Columns ``<prefix><input>`` of the unlabeled pool (e.g. ``strong_input_ids`` from back-translations)
+            are the strong view instead of augmenting.
+        image_crop_padding (`float`, *optional*, defaults to `0.125`):
+            Pad-and-crop padding as a fraction of the image side (weak image view).
+        randaugment_n (`int`, *optional*, defaults to `2`):
+            RandAugment operations per image (strong image view).
+        randaugment_m (`int`, *optional*, defaults to `10`):
+            RandAugment magnitude in [0, 30].
+        cutout (`float`, *optional*, defaults to `0.5`):
+            Side of the cutout square as a fraction of the image side.
+
+        > Graph prior
+
+        graph_prior_weight (`float`, *optional*, defaults to `0.0`):
+            w in [0, 1] mixes, into every weak-view target, the class that label spreading over the model's own
+            embeddings of both pools gives the row: (1 − w)·p + w·onehot(graph class), before the threshold
+            (memory-smoothed pseudo-labels, as in CoMatch, Li et al., ICCV 2021). 0 turns it off; each build
+            costs one embedding pass over both pools.
+        graph_prior_every (`int`, *optional*, defaults to `0`):
+            Epochs between graph rebuilds with the current model; 0 builds it once, before training, from the
+            pretrained embeddings.
+        n_neighbors, alpha, power, pooling, encode_batch_size, embedding_layer:
+            That graph (see `GraphConfig`).
+
+        > Contrastive adaptation
+
+        contrastive_steps (`int`, *optional*, defaults to `0`):
+            N > 0 first adapts the encoder to the unlabeled pool with N SimCLR steps on two strong views
+            (`hf_ssl.methods.contrastive`), then refits the linear-probe head if ``head_init="linear_probe"``;
+            done at the start of `train` unless resuming from a checkpoint. 0 turns it off.
+        contrastive_batch_size (`int`, *optional*, defaults to `64`):
+            Unlabeled rows per SimCLR step (>= 2; every other row of the batch is a negative).
+        contrastive_learning_rate (`float` or `None`, *optional*, defaults to `None`):
+            AdamW learning rate of the SimCLR steps. None: ``learning_rate``.
+        contrastive_temperature (`float`, *optional*, defaults to `0.2`):
+            Temperature (> 0) of the SimCLR loss.
     """
 
     method: str = field(default="fixmatch", metadata={"help": f"One of {METHODS}."})
@@ -114,7 +180,7 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
     weak_augment_prob: float = field(default=0.1, metadata={"help": "Token-dropout rate of the weak text view."})
     strong_augment_ops: list[str] = field(
         default_factory=lambda: ["mask", "replace", "word_dropout", "span_deletion", "local_shuffle"],
-        metadata={"help": f"Text strong-view operations, from {TEXT_OPS} (mlm needs mlm_model=)."},
+        metadata={"help": f"Text strong-view operations, from {STRONG_OPS} (mlm needs mlm_model=)."},
     )
     strong_augment_num_ops: int = field(default=2, metadata={"help": "Text operations applied per row."})
     strong_augment_prob: float = field(default=0.2, metadata={"help": "Rate of each text operation."})
@@ -140,11 +206,11 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
         if self.threshold_strategy not in THRESHOLD_STRATEGIES:
             raise ValueError(
                 f"threshold_strategy must be one of {THRESHOLD_STRATEGIES}, got {self.threshold_strategy!r}.")
-        threshold, temperature, loss, ema = _DEFAULTS[self.method]
-        self.threshold = threshold if self.threshold is None else self.threshold
-        self.temperature = temperature if self.temperature is None else self.temperature
-        self.consistency_loss = loss if self.consistency_loss is None else self.consistency_loss
-        self.use_ema_teacher = ema if self.use_ema_teacher is None else self.use_ema_teacher
+        defaults = METHOD_DEFAULTS[self.method]
+        self.threshold = defaults.threshold if self.threshold is None else self.threshold
+        self.temperature = defaults.temperature if self.temperature is None else self.temperature
+        self.consistency_loss = defaults.loss if self.consistency_loss is None else self.consistency_loss
+        self.use_ema_teacher = defaults.uses_ema_teacher if self.use_ema_teacher is None else self.use_ema_teacher
         threshold = self.threshold
         if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and 0 <= threshold <= 1):
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}; e.g. threshold=0.95.")
@@ -187,9 +253,32 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
             raise ValueError(f"contrastive_learning_rate must be > 0 or None (learning_rate), got {rate}.")
         if not (math.isfinite(self.contrastive_temperature) and self.contrastive_temperature > 0):
             raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}; e.g. 0.2.")
-        unknown = [op for op in self.strong_augment_ops if op not in TEXT_OPS]
+        unknown = [op for op in self.strong_augment_ops if op not in STRONG_OPS]
         if unknown:
-            raise ValueError(f"strong_augment_ops has unknown operations {unknown}; choose from {TEXT_OPS}.")
+            raise ValueError(f"strong_augment_ops has unknown operations {unknown}; choose from {STRONG_OPS}.")
+        self._check_method_settings()
+
+    def _check_method_settings(self) -> None:
+        """Reject settings that contradict the method, naming the fields and the fix."""
+        if self.method == "mixmatch" and self.threshold_strategy != "fixed":
+            raise ValueError(
+                f"threshold_strategy={self.threshold_strategy!r} does not apply to method='mixmatch': MixMatch "
+                "weights its guessed labels through mixup, not by an adaptive threshold. Set "
+                "threshold_strategy='fixed', or use method='fixmatch' or 'uda' with an adaptive threshold.")
+        if self.method == "mean_teacher" and not self.use_ema_teacher:
+            raise ValueError(
+                "method='mean_teacher' takes its targets from the EMA teacher, but use_ema_teacher=False. Leave "
+                "use_ema_teacher unset (True), or use method='pi_model' for targets from the student itself.")
+        if self.method == "mixmatch" and self.entropy_weight > 0:
+            raise ValueError(
+                f"entropy_weight={self.entropy_weight} does not apply to method='mixmatch': its sharpened label "
+                "guess is its entropy minimisation, and it predicts only on mixed rows. Set entropy_weight=0, or "
+                "use another method.")
+
+    @property
+    def num_weak_views(self) -> int:
+        """Weak views per unlabeled row: ``mixmatch_num_views`` for MixMatch's label guess, else 1."""
+        return self.mixmatch_num_views if self.method == "mixmatch" else 1
 
     def unlabeled_weight(self, step: int) -> float:
         """λ at optimizer step ``step``, after the warm-up ramp."""
