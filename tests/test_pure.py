@@ -11,7 +11,7 @@ from datasets import ClassLabel, Dataset, Features, Value
 from hf_ssl import UNLABELED, sample_per_class, select_pseudo_labels, soft_targets, split_pools
 from hf_ssl.data.pools import read_orange_tab
 from hf_ssl.data.sampling import UnlabeledBatchSampler
-from hf_ssl.methods.losses import soft_cross_entropy, weighted_cross_entropy
+from hf_ssl.methods.losses import soft_cross_entropy
 from hf_ssl.methods.pseudo_labels import selection_stats
 
 
@@ -78,7 +78,6 @@ def test_losses_match_cross_entropy():
     assert torch.allclose(soft_cross_entropy(logits, onehot), F.cross_entropy(logits, labels))
     weights = torch.tensor([1.0, 0.0, 0.5, 2.0, 1.0])
     expected = (F.cross_entropy(logits, labels, reduction="none") * weights).mean()
-    assert torch.allclose(weighted_cross_entropy(logits, labels, weights), expected)
     assert torch.allclose(soft_cross_entropy(logits, onehot, weights), expected)
 
 

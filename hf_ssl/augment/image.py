@@ -233,15 +233,6 @@ class ImageAugmenter:
         images = self._cutout(images)  # every operation keeps [0, 1]
         return images.sub_(mean).div_(std).to(x.dtype)
 
-    def strong_per_sample(self, x: torch.Tensor) -> torch.Tensor:
-        """The strong view computed one image at a time in a Python loop (the reference for benchmarks).
-
-        Args:
-            x: (n, 3, H, W) normalised pixel values; not modified.
-        """
-        x = self._check(x)
-        return torch.cat([self.strong_tensor(x[i:i + 1]) for i in range(len(x))]) if len(x) else self.strong_tensor(x)
-
     @staticmethod
     def _replace(batch: Mapping[str, Any], fn: Any) -> dict[str, Any]:
         if "pixel_values" not in batch:

@@ -73,15 +73,12 @@ def load_text_dataset(name: str = "reuters-r8") -> DatasetDict:
     return DatasetDict({"train": train, "test": test})
 
 
-def split_pools(dataset: Dataset, label_column: str = "label", keep_truth: bool = False,
-                truth_column: str = "ssl_truth") -> tuple[Dataset, Dataset]:
+def split_pools(dataset: Dataset, label_column: str = "label") -> tuple[Dataset, Dataset]:
     """Split one dataset whose label column holds -1 for unlabeled rows into (labeled, unlabeled) pools.
 
     Args:
         dataset: the combined split.
         label_column: the column holding class ids, -1 for unlabeled.
-        keep_truth: ignored for -1 rows (their label is unknown); kept for API symmetry.
-        truth_column: unused here; see `sample_per_class`.
     """
     if label_column not in dataset.column_names:
         raise ValueError(f"Column {label_column!r} not found; the dataset has {dataset.column_names}. "

@@ -102,8 +102,6 @@ class LabelPropagator:
             "auto" (exact up to ``exact_threshold`` rows, IVF above). See `hf_ssl.knn`.
         exact_threshold: largest number of rows searched exactly when ``index="auto"``.
         nprobe: lists each IVF list is searched against, itself included (more: better recall, slower).
-        class_balance: divide each class column of F by its total mass before normalising, so that classes with
-            many labeled rows do not swallow the boundary; this moves predictions toward under-represented classes.
         metric: similarity; only "cosine" (rows are L2-normalised) is supported.
         random_state: seed of the IVF k-means.
         prior_weight: weight (>= 0) of ``fit``'s ``prior`` on the unlabeled rows, relative to the weight 1 of a
@@ -130,11 +128,11 @@ class LabelPropagator:
 
     def __init__(self, n_neighbors: int = 10, alpha: float = 0.99, power: float = 3, solver: str = "cg",
                  max_iter: int = 30, tol: float = 1e-6, index: str = "auto", exact_threshold: int = 20000,
-                 nprobe: int = 8, class_balance: bool = False, metric: str = "cosine", random_state: int = 0,
+                 nprobe: int = 8, metric: str = "cosine", random_state: int = 0,
                  prior_weight: float = 1.0):
         self.n_neighbors, self.alpha, self.power, self.solver = n_neighbors, alpha, power, solver
         self.max_iter, self.tol, self.index, self.exact_threshold = max_iter, tol, index, exact_threshold
-        self.nprobe, self.class_balance, self.metric, self.random_state = nprobe, class_balance, metric, random_state
+        self.nprobe, self.metric, self.random_state = nprobe, metric, random_state
         self.prior_weight = prior_weight
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -144,7 +142,7 @@ class LabelPropagator:
             deep: unused (kept for scikit-learn compatibility).
         """
         names = ("n_neighbors", "alpha", "power", "solver", "max_iter", "tol", "index", "exact_threshold", "nprobe",
-                 "class_balance", "metric", "random_state", "prior_weight")
+                 "metric", "random_state", "prior_weight")
         return {name: getattr(self, name) for name in names}
 
     def _check_params(self, n: int) -> None:
@@ -289,9 +287,6 @@ class LabelPropagator:
         self.timings_["solve"] = time.perf_counter() - start
         del S, Y
         np.maximum(F, 0.0, out=F)  # the exact solution is non-negative; clip solver round-off
-        if self.class_balance:
-            mass = F.sum(axis=0)
-            F /= np.where(mass > 0, mass, 1.0)
 
         row_mass = F.sum(axis=1)
         reachable = row_mass > 0

@@ -11,7 +11,6 @@ https://arxiv.org/abs/2006.10029). `ConsistencyConfig(contrastive_steps=N)` runs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,8 +55,7 @@ def _encoder(model: nn.Module) -> tuple[nn.Module, str]:
 
 def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: int, learning_rate: float = 2e-5,
                       temperature: float = 0.2, weight_decay: float = 0.05, projection_dim: int = 128,
-                      seed: int = 0, log_every: int = 50,
-                      on_record: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+                      seed: int = 0, log_every: int = 50) -> dict[str, Any]:
     """Train ``model``'s encoder in place with SimCLR on two strong views of unlabeled batches.
 
     A two-layer projection head is trained alongside and thrown away; the classification head is untouched. The
@@ -77,8 +75,6 @@ def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: 
         projection_dim: output size of the projection head.
         seed: seeds the projection head's initialisation.
         log_every: record the mean loss every this many steps.
-        on_record: called as ``on_record(step, mean_loss)`` after each record, e.g. to score the encoder part-way
-            (it may switch the model to eval mode: training mode is set again after it returns).
 
     Returns:
         ``{"steps", "seconds", "losses": [(step, mean loss since the last record), ...]}``.
@@ -121,9 +117,6 @@ def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: 
                 if step % log_every == 0 or step == steps:
                     losses.append((step, sum(running) / len(running)))
                     running = []
-                    if on_record is not None:
-                        on_record(*losses[-1])
-                        encoder.train()
                 if step == steps:
                     break
             if seen == 0:
