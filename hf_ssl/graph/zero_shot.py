@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hf_ssl.graph.embeddings import encode, is_dual_encoder
+from hf_ssl.graph.knn import normalised_rows
 from hf_ssl.utils import as_numpy
 
 __all__ = ["zero_shot_probabilities", "class_text_embeddings"]
@@ -78,11 +79,6 @@ def _logit_scale(model: Any, temperature: float | None) -> float:
     return float(np.exp(float(as_numpy(scale).reshape(()))))
 
 
-def _unit_rows(a: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.maximum(norms, 1e-12)
-
-
 def class_text_embeddings(model: Any, processing_class: Any, class_names: Sequence[str],
                           templates: str | Sequence[str] = DEFAULT_TEMPLATES, *, batch_size: int = 64,
                           max_length: int = 77) -> np.ndarray:
@@ -106,7 +102,7 @@ def class_text_embeddings(model: Any, processing_class: Any, class_names: Sequen
     prompts = [template.replace("{}", name) for name in names for template in templates]
     text = encode(model, prompts, processing_class, tower="text", normalize=True, batch_size=batch_size,
                   max_length=max_length, show_progress=False).astype(np.float64)
-    return _unit_rows(text.reshape(len(names), len(templates), -1).mean(axis=1))
+    return normalised_rows(text.reshape(len(names), len(templates), -1).mean(axis=1), dtype=np.float64)
 
 
 def zero_shot_probabilities(model: Any, processing_class: Any, class_names: Sequence[str], image_embeddings: Any,
@@ -154,7 +150,7 @@ def zero_shot_probabilities(model: Any, processing_class: Any, class_names: Sequ
                                  max_length=max_length)
     if images.shape[1] != text.shape[1]:
         raise ValueError(f"image_embeddings have width {images.shape[1]} but the text features have {text.shape[1]}")
-    logits = scale * (_unit_rows(images.astype(np.float64)) @ text.T)
+    logits = scale * (normalised_rows(images, dtype=np.float64) @ text.T)
     logits -= logits.max(axis=1, keepdims=True)
     probabilities = np.exp(logits)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
