@@ -15,13 +15,15 @@ from typing import Any
 import torch
 
 __all__ = [
-    "STRONG_OPS", "content_mask", "mask_tokens", "replace_tokens", "delete_tokens", "word_dropout", "span_deletion",
-    "local_shuffle", "mlm_replace", "TextAugmenter",
+    "STRONG_OPS", "WEAK_OPS", "content_mask", "mask_tokens", "replace_tokens", "delete_tokens", "word_dropout",
+    "span_deletion", "local_shuffle", "mlm_replace", "TextAugmenter",
 ]
 
 Batch = dict[str, Any]
 STRONG_OPS = ("mask", "replace", "word_dropout", "span_deletion", "local_shuffle", "mlm")
+"""Names of the strong-view operations `TextAugmenter(strong_ops=...)` draws from ("mlm" needs ``mlm_model``)."""
 WEAK_OPS = ("identity", "token_dropout")
+"""Names of the weak views `TextAugmenter(weak=...)` accepts."""
 
 
 def _rand(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Array2D, Array3D, ClassLabel, Dataset, DatasetDict, Features
 
+from hf_ssl.assets.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from hf_ssl.assets.wheels import extract_asset
 
 __all__ = [
@@ -32,8 +33,6 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 MNIST_CLASSES = [str(digit) for digit in range(10)]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IMAGE_SIZE = 28
 
