@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from hf_ssl.graph.embeddings import encode, is_dual_encoder
+from hf_ssl.graph.embeddings import encode
 from hf_ssl.graph.knn import normalised_rows
+from hf_ssl.graph.pooling import is_dual_encoder
 from hf_ssl.utils import as_numpy
 
 __all__ = ["zero_shot_probabilities", "class_text_embeddings"]

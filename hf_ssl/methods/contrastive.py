@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_ssl.graph.embeddings import _model_kind, _pool, _resolve_pooling, _unwrap_peft
+from hf_ssl.graph.pooling import model_kind, pool, resolve_pooling, unwrap_peft
 
 __all__ = ["nt_xent", "contrastive_adapt"]
 
@@ -46,11 +46,11 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
 
 def _encoder(model: nn.Module) -> tuple[nn.Module, str]:
     """The body to adapt (``base_model`` of a classifier, PEFT unwrapped) and its pooling."""
-    model = _unwrap_peft(model)
-    kind = _model_kind(model)
+    model = unwrap_peft(model)
+    kind = model_kind(model)
     if kind == "dual":
         raise ValueError("contrastive adaptation needs a single-tower text or image encoder, not a dual encoder")
-    return getattr(model, "base_model", model), _resolve_pooling(kind, "auto")
+    return getattr(model, "base_model", model), resolve_pooling(kind, "auto")
 
 
 def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: int, learning_rate: float = 2e-5,
@@ -98,7 +98,7 @@ def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: 
     def embed(inputs: dict[str, Any]) -> torch.Tensor:
         inputs = {k: v.to(param.device) for k, v in inputs.items()}
         output = encoder(**inputs)
-        return projection(_pool(output, pooling, inputs.get("attention_mask")))
+        return projection(pool(output, pooling, inputs.get("attention_mask")))
 
     was_training = model.training
     encoder.train()
