@@ -292,7 +292,7 @@ def dinov2_path(atol: float = DEFAULT_ATOL) -> Path:
 
     The folder loads with ``AutoModel.from_pretrained`` and with
     ``AutoModelForImageClassification.from_pretrained(path, num_labels=...)`` (a new head on the pretrained
-    backbone). The first call converts (a few seconds), verifies the result against the ONNX backbone and
+    backbone). The first call converts, verifies the result against the ONNX backbone and
     records the check in ``conversion.json``; later calls return the cached folder.
 
     Args:

@@ -5,7 +5,7 @@
 
 Images are stored as ``Array2D((28, 28), "uint8")`` columns rather than encoded ``datasets.Image`` files: no
 PNG encoding when loading nor decoding when training, and `image_array` hands the whole column back as one
-(N, 28, 28) uint8 array straight from Arrow (about 10 ms for 60,000 images) for `to_pixel_values`. Note that
+(N, 28, 28) uint8 array straight from Arrow for `to_pixel_values`. Note that
 ``with_format("numpy")``/``"torch"`` return the pixels as int64; `to_pixel_values` accepts those too.
 """
 

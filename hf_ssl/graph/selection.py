@@ -137,16 +137,22 @@ def select_for_labeling(X: Any, budget: int, strategy: str = "kmeans", probs: An
       candidate least similar to the picks), so near-duplicates are not picked together. Most uncertain first.
     - ``"random"``: uniform without replacement.
 
-    Args:
-        X: (n, d) features (numpy array or torch tensor).
-        budget: number of rows to pick, 1 <= budget <= n.
-        strategy: "kmeans", "uncertainty", "margin" or "random".
-        probs: (n, C) class probabilities; required by "uncertainty" and "margin".
-        random_state: seed of k-means and of random sampling.
-        diversity: apply the diversity guard of the uncertainty strategies.
+    Parameters:
+        X (`np.ndarray` or `torch.Tensor`):
+            (n, d) features.
+        budget (`int`):
+            Number of rows to pick, 1 <= budget <= n.
+        strategy (`str`, *optional*, defaults to `"kmeans"`):
+            `"kmeans"`, `"uncertainty"`, `"margin"` or `"random"`.
+        probs (`np.ndarray`, `torch.Tensor` or `None`, *optional*, defaults to `None`):
+            (n, C) class probabilities; required by `"uncertainty"` and `"margin"`.
+        random_state (`int`, *optional*, defaults to `0`):
+            Seed of k-means and of random sampling.
+        diversity (`bool`, *optional*, defaults to `True`):
+            Apply the diversity guard of the uncertainty strategies.
 
     Returns:
-        (budget,) int64 row indices, all distinct.
+        `np.ndarray`: (budget,) int64 row indices, all distinct.
     """
     if strategy not in _STRATEGIES:
         raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")

@@ -4,11 +4,8 @@ Each class name is written into one or more prompt templates ("a photo of a {}."
 the text tower and L2-normalised, averaged over the templates and normalised again (prompt ensembling, as in
 CLIP), and every image embedding is compared to these class vectors by cosine similarity, scaled by the model's
 learned ``logit_scale.exp()`` (or ``1 / temperature``) and turned into probabilities with a softmax. The result
-can initialise the label distributions of `LabelPropagator.fit(X, y, prior=...)`.
-
-No pretrained CLIP is reachable offline here: the module is tested against a random ``CLIPModel`` (equality with
-the model's own ``logits_per_image``) and a ``VisionTextDualEncoderModel`` with random projections, so nothing is
-claimed about zero-shot accuracy.
+can initialise the label distributions of `LabelPropagator.fit(X, y, prior=...)`. With a single template the
+probabilities equal ``softmax(logits_per_image)`` of a ``CLIPModel``.
 """
 
 from __future__ import annotations

