@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from hf_ssl.graph.knn import BLOCK_ENTRIES, nearest_centroid, normalised_rows, spherical_kmeans
-from hf_ssl.utils import as_numpy, single_threaded_blas
+from hf_ssl.utils import as_numpy, as_real_matrix, single_threaded_blas
 
 __all__ = ["select_for_labeling", "propagate_cluster_labels"]
 
@@ -26,14 +26,7 @@ _TOP_PER_CENTROID = 16
 
 def _normalised_features(X: Any, name: str = "X") -> np.ndarray:
     """Validated float32 copy of a 2-D feature matrix with unit-norm rows (zero rows stay zero)."""
-    X = as_numpy(X)
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"{name} must be a non-empty 2-D array, got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if not np.isfinite(X).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return normalised_rows(X)
+    return normalised_rows(as_real_matrix(X, name))
 
 
 def _int_array(a: Any, name: str) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from hf_ssl.graph.embeddings import encode
 from hf_ssl.graph.knn import normalised_rows
 from hf_ssl.graph.pooling import is_dual_encoder
-from hf_ssl.utils import as_numpy
+from hf_ssl.utils import as_numpy, as_real_matrix
 
 __all__ = ["zero_shot_probabilities", "class_text_embeddings"]
 
@@ -134,13 +134,7 @@ def zero_shot_probabilities(model: Any, processing_class: Any, class_names: Sequ
     _check_dual_encoder(model)
     _check_prompts(class_names, templates)
     scale = _logit_scale(model, temperature)
-    images = as_numpy(image_embeddings)
-    if images.ndim != 2 or images.shape[0] < 1 or images.shape[1] < 1:
-        raise ValueError(f"image_embeddings must be a 2-D (n, d) array with n >= 1, got shape {images.shape}")
-    if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
-        raise ValueError(f"image_embeddings must hold real numbers, got dtype {images.dtype}")
-    if not np.isfinite(images).all():
-        raise ValueError("image_embeddings contains NaN or infinite values")
+    images = as_real_matrix(image_embeddings, "image_embeddings")
     width = _projection_width(model)
     if width is not None and images.shape[1] != width:
         raise ValueError(f"image_embeddings have width {images.shape[1]} but the model's text features have {width}")
