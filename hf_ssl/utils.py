@@ -1,4 +1,5 @@
-"""Small helpers every layer may use: numpy conversion, BLAS threads, optional faiss, atomic text writes."""
+"""Small helpers every layer may use: numpy conversion and checks, BLAS threads, optional faiss, atomic text
+writes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_numpy", "import_faiss", "single_threaded_blas", "write_text_atomic"]
+__all__ = ["as_numpy", "as_real_matrix", "import_faiss", "single_threaded_blas", "write_text_atomic"]
 
 
 def import_faiss() -> Any:
@@ -39,6 +40,25 @@ def as_numpy(a: Any) -> np.ndarray:
             a = a.float()
         a = a.numpy()
     return np.asarray(a)
+
+
+def as_real_matrix(a: Any, name: str) -> np.ndarray:
+    """``a`` as a numpy (n, d) array of finite real numbers with n, d >= 1, or a ValueError naming ``name``.
+
+    Parameters:
+        a (`np.ndarray`, `torch.Tensor` or array-like):
+            The matrix to check.
+        name (`str`):
+            The argument's name, for the error message.
+    """
+    a = as_numpy(a)
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} must be a 2-D (n, d) array with n >= 1 and d >= 1, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
 
 
 def write_text_atomic(folder: str, name: str, text: str) -> str:

@@ -16,7 +16,6 @@ from hf_ssl.methods.ema import EMATeacher
 from hf_ssl.methods.losses import align_distribution, consistency_loss, entropy_loss, mix_graph_prior, mixup, sharpen
 from hf_ssl.methods.thresholds import (
     ConfidenceMasker,
-    fixed_mask,
     flexmatch_thresholds,
     flexmatch_update,
     freematch_thresholds,
@@ -95,9 +94,9 @@ def test_mixup_keeps_convex_combinations():
 
 
 # ----------------------------------------------------------------------------- thresholds
-def test_fixed_mask():
-    p = torch.tensor([[0.96, 0.04], [0.6, 0.4]])
-    assert fixed_mask(p, 0.95).tolist() == [1.0, 0.0]
+def test_fixed_threshold_masks_rows_below_tau():
+    p = torch.tensor([[0.96, 0.04], [0.6, 0.4], [0.05, 0.95]])
+    assert ConfidenceMasker("fixed", num_classes=2, num_rows=3, threshold=0.95)(p).tolist() == [1.0, 0.0, 1.0]
 
 
 def test_flexmatch_thresholds_rise_as_classes_are_learned():

@@ -23,7 +23,7 @@ def unnormalise(x: torch.Tensor) -> torch.Tensor:
     return x * STD + MEAN
 
 
-@pytest.mark.parametrize("method", ["weak_tensor", "strong_tensor", "strong_per_sample"])
+@pytest.mark.parametrize("method", ["weak_tensor", "strong_tensor"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_shape_and_dtype_kept(method, dtype):
     x = normalised(4, 24, 40).to(dtype)
@@ -34,7 +34,6 @@ def test_shape_and_dtype_kept(method, dtype):
 def test_empty_batch():
     x = normalised(0)
     assert ImageAugmenter().strong_tensor(x).shape == x.shape
-    assert ImageAugmenter().strong_per_sample(x).shape == x.shape
 
 
 def test_weak_without_flip_and_crop_is_identity_copy():
@@ -90,25 +89,23 @@ def test_strong_stays_in_the_normalised_unit_range(kwargs):
     torch.manual_seed(0)
     x = normalised(16, 28, 28)
     augmenter = ImageAugmenter(**kwargs)
-    for out in (augmenter.strong_tensor(x), augmenter.strong_per_sample(x)):
-        images = unnormalise(out)
-        assert torch.isfinite(out).all()
-        assert images.min() >= -1e-5 and images.max() <= 1 + 1e-5
+    out = augmenter.strong_tensor(x)
+    images = unnormalise(out)
+    assert torch.isfinite(out).all()
+    assert images.min() >= -1e-5 and images.max() <= 1 + 1e-5
 
 
 def test_strong_without_operations_is_identity_up_to_rounding():
     x = normalised()
     augmenter = ImageAugmenter(flip=False, crop_padding=0, randaugment_n=0, cutout=0)
     torch.testing.assert_close(augmenter.strong_tensor(x), x, atol=1e-5, rtol=0)
-    torch.testing.assert_close(augmenter.strong_per_sample(x), x, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(("height", "width", "cutout", "side"), [(32, 32, 0.25, 8), (24, 40, 0.5, 12)])
-@pytest.mark.parametrize("method", ["strong_tensor", "strong_per_sample"])
-def test_cutout_is_one_gray_square_per_image(height, width, cutout, side, method):
+def test_cutout_is_one_gray_square_per_image(height, width, cutout, side):
     torch.manual_seed(0)
     x = normalised(8, height, width)
-    out = getattr(ImageAugmenter(flip=False, crop_padding=0, randaugment_n=0, cutout=cutout), method)(x)
+    out = ImageAugmenter(flip=False, crop_padding=0, randaugment_n=0, cutout=cutout).strong_tensor(x)
     images, original = unnormalise(out), unnormalise(x)
     gray = (images - GRAY).abs().amax(dim=1) < 1e-5  # (n, H, W): all three channels are gray
     corners = set()
@@ -129,7 +126,7 @@ def test_cutout_zero_leaves_images():
     torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("method", ["weak_tensor", "strong_tensor", "strong_per_sample"])
+@pytest.mark.parametrize("method", ["weak_tensor", "strong_tensor"])
 def test_reproducible_under_manual_seed(method):
     x = normalised()
     augmenter = ImageAugmenter()
@@ -153,7 +150,6 @@ def test_batch_dicts_pass_other_keys_and_do_not_modify_inputs():
         assert out is not batch and set(out) == {"pixel_values", "labels"}
         assert out["labels"] is labels and out["pixel_values"] is not x
         assert batch["pixel_values"] is x and torch.equal(x, before)
-    augmenter.strong_per_sample(x)
     ImageAugmenter(flip=False, crop_padding=0).weak(batch)["pixel_values"].add_(1)
     assert torch.equal(x, before)
 

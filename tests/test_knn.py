@@ -75,3 +75,18 @@ def test_same_seed_same_neighbours_and_no_faiss_needed(monkeypatch):
     assert knn_search(Xn, 5, "exact")[2] == "torch-exact"
     with pytest.raises(ValueError, match="kind must be one of"):
         knn_search(Xn, 5, "annoy")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normalised_rows_gives_unit_rows_in_the_asked_dtype(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 7)) * rng.uniform(0.01, 100, size=(50, 1))
+    X[3] = 0.0
+    Xn = normalised_rows(X, dtype=dtype)
+    assert Xn.dtype == dtype and Xn.flags.c_contiguous and Xn is not X
+    expected = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(Xn, expected, rtol=1e-15 if dtype == np.float64 else 1e-6, atol=0)
+    assert (Xn[3] == 0).all()
+    X[5, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        normalised_rows(X, dtype=dtype)

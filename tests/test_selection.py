@@ -53,21 +53,38 @@ def test_budget_equal_to_n_and_torch_input():
 SIZES = [80, 60, 50, 40, 30, 25, 20, 15, 12, 10]  # 10 well-separated clusters, some small
 
 
-@pytest.mark.parametrize("use_faiss", [True, False])
-def test_kmeans_covers_every_cluster_where_random_does_not(use_faiss, monkeypatch):
-    if use_faiss:
-        pytest.importorskip("faiss")
-    else:
-        monkeypatch.setitem(sys.modules, "faiss", None)  # scikit-learn MiniBatchKMeans path
+def test_kmeans_covers_every_cluster_where_random_does_not(monkeypatch):
     X, truth = clusters(SIZES, seed=1)
+    picks = []
     for seed in range(3):
         kmeans = select_for_labeling(X, 10, strategy="kmeans", random_state=seed)
         assert len(np.unique(truth[kmeans])) == 10
+        picks.append(kmeans)
         random = select_for_labeling(X, 10, strategy="random", random_state=seed)
         assert len(np.unique(truth[random])) < 10
-    # deterministic for a fixed seed
-    again = select_for_labeling(X, 10, random_state=0)
-    np.testing.assert_array_equal(select_for_labeling(X, 10, random_state=0), again)
+    # deterministic for a fixed seed, and the same without faiss (the k-means is plain torch)
+    np.testing.assert_array_equal(select_for_labeling(X, 10, random_state=0), picks[0])
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    np.testing.assert_array_equal(select_for_labeling(X, 10, random_state=0), picks[0])
+
+
+@pytest.mark.parametrize(("sizes", "k"), [(SIZES, 10), ([300] * 8, 40)])
+def test_kmeans_matches_faiss_spherical_kmeans_from_the_same_seeding(sizes, k):
+    faiss = pytest.importorskip("faiss")
+    from sklearn.cluster import kmeans_plusplus
+
+    from hf_ssl.graph.selection import _KMEANS_ITERS, _kmeans, _normalised_features
+
+    X, _ = clusters(sizes, dim=32, noise=2.0, seed=3)
+    Xn = _normalised_features(X)
+    init, _ = kmeans_plusplus(Xn, k, random_state=5)
+    km = faiss.Kmeans(Xn.shape[1], k, niter=_KMEANS_ITERS, seed=5, spherical=True, min_points_per_centroid=1,
+                      max_points_per_centroid=256, verbose=False)
+    km.train(Xn, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
+    _, faiss_assign = km.index.search(Xn, 1)
+    centroids, assign = _kmeans(Xn, k, 5)
+    np.testing.assert_array_equal(assign, faiss_assign.ravel())
+    np.testing.assert_allclose(centroids, km.centroids, atol=1e-5)
 
 
 def test_kmeans_picks_are_central():

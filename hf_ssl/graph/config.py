@@ -15,15 +15,21 @@ class GraphConfig:
     Mixed into `LabelPropagationConfig` and `ConsistencyConfig` (its ``graph_prior_weight``); call `check_graph`
     from ``__post_init__``.
 
-    Args:
-        n_neighbors: k of the kNN graph.
-        alpha: label-spreading α in (0, 1).
-        power: edge weight = max(cos, 0) ** power.
-        pooling: embedding pooling ("auto", "mean", "cls", "pooler").
-        encode_batch_size: batch size of the embedding passes.
-        embedding_layer: hidden state the graph pools (`encode`'s ``layer``: 0 = embeddings, negative from the
-            end); None (default) = the last hidden state. Needs pooling "mean" or "cls" ("auto" resolves to one of
-            them for text and image encoders).
+    Parameters:
+        n_neighbors (`int`, *optional*, defaults to `10`):
+            k of the kNN graph (>= 1).
+        alpha (`float`, *optional*, defaults to `0.99`):
+            Label-spreading α in (0, 1).
+        power (`float`, *optional*, defaults to `3.0`):
+            Edge weight = max(cos, 0) ** power.
+        pooling (`str`, *optional*, defaults to `"auto"`):
+            Embedding pooling: `"auto"`, `"mean"`, `"cls"` or `"pooler"`.
+        encode_batch_size (`int`, *optional*, defaults to `64`):
+            Batch size of the embedding passes (>= 1).
+        embedding_layer (`int` or `None`, *optional*, defaults to `None`):
+            Hidden state the graph pools (`encode`'s ``layer``: 0 = embeddings, negative from the end); `None` =
+            the last hidden state. Needs pooling `"mean"` or `"cls"` (`"auto"` resolves to one of them for text
+            and image encoders).
     """
 
     n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})

@@ -9,11 +9,8 @@ on disk when ``cache_dir`` is given, and under ``accelerate launch`` each proces
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,41 +20,13 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
-__all__ = ["encode"]
+from hf_ssl.graph.embedding_cache import cache_key, save_atomic
+from hf_ssl.graph.pooling import is_dual_encoder, model_kind, pool, resolve_pooling, unwrap_peft
 
-_POOLINGS = ("auto", "mean", "cls", "pooler")
+__all__ = ["encode", "is_dual_encoder"]
+
 _TOWERS = ("image", "text")
 _TOKENIZE_CHUNK = 1000  # rows tokenized per call
-_WEIGHT_SAMPLE = 1024  # elements hashed per parameter tensor for the weight fingerprint
-_SUM_CHUNK = 1 << 20  # elements per chunk when summing a tensor for the weight fingerprint
-
-
-def _unwrap_peft(model: Any) -> Any:
-    """The transformers model inside a peft ``PeftModel`` (its adapter layers are injected there and stay active),
-    or ``model`` itself. A PeftModel's own ``base_model`` is the adapter wrapper around the whole model (head
-    included), not the encoder."""
-    get_base_model = getattr(model, "get_base_model", None)
-    return get_base_model() if callable(get_base_model) and hasattr(model, "peft_config") else model
-
-
-def is_dual_encoder(model: Any) -> bool:
-    """Whether ``model`` has both a text and an image tower (``get_text_features`` and ``get_image_features``), as
-    ``CLIPModel`` and ``VisionTextDualEncoderModel`` do."""
-    return callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None))
-
-
-def _model_kind(model: Any) -> str:
-    """"dual" (CLIP-like: text and image feature methods), "text" or "vision" (by the base model's main input)."""
-    if is_dual_encoder(model):
-        return "dual"
-    base = getattr(model, "base_model", model)
-    main_input = getattr(base, "main_input_name", getattr(model, "main_input_name", "input_ids"))
-    if main_input == "pixel_values":
-        return "vision"
-    if main_input == "input_ids":
-        return "text"
-    raise ValueError(f"Unsupported model {type(model).__name__}: main input {main_input!r} is neither input_ids nor "
-                     "pixel_values")
 
 
 def _resolve_tower(kind: str, tower: str | None, columns: list[str], text_column: str, image_column: str) -> str | None:
@@ -78,18 +47,6 @@ def _resolve_tower(kind: str, tower: str | None, columns: list[str], text_column
     return "image" if has_image else "text"
 
 
-def _resolve_pooling(kind: str, pooling: str) -> str:
-    if pooling not in _POOLINGS:
-        raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
-    if kind == "dual":
-        if pooling not in ("auto", "pooler"):
-            raise ValueError("Dual encoders return their projected features: use pooling='auto' (or 'pooler')")
-        return "projection"
-    if pooling == "auto":
-        return "mean" if kind == "text" else "cls"
-    return pooling
-
-
 def _pad_id(tokenizer: Any, model: Any) -> int:
     """Padding id from the tokenizer, else from the (text) config, else 0."""
     pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
@@ -98,75 +55,6 @@ def _pad_id(tokenizer: Any, model: Any) -> int:
         config = getattr(config, "text_config", None) or config
         pad = getattr(config, "pad_token_id", None)
     return int(pad) if pad is not None else 0
-
-
-def _weights_fingerprint(model: torch.nn.Module) -> str:
-    """Hash of every parameter's and buffer's name, shape and dtype, a strided sample of its values and the exact
-    float64 sum of all its values (numpy sums in fixed chunks, so the result does not depend on thread counts)."""
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            step = max(1, flat.numel() // _WEIGHT_SAMPLE)
-            total = sum(float(flat[i:i + _SUM_CHUNK].to("cpu", torch.float64).numpy().sum())
-                        for i in range(0, flat.numel(), _SUM_CHUNK))
-            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}:{total.hex()}".encode())
-            digest.update(flat[::step][:_WEIGHT_SAMPLE].to("cpu", torch.float64).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _processing_fingerprint(processing_class: Any) -> str | None:
-    """Hash of a tokenizer's full definition (fast tokenizers) or vocabulary, or of an image processor's settings."""
-    if processing_class is None:
-        return None
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)  # a processor's tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "to_str"):
-        definition = json.loads(backend.to_str())
-        for transient in ("truncation", "padding"):  # set by each call, not part of the tokenizer's identity
-            definition.pop(transient, None)
-        text = json.dumps(definition, sort_keys=True)
-    elif hasattr(tokenizer, "get_vocab"):
-        text = json.dumps(sorted(tokenizer.get_vocab().items()))
-    elif hasattr(processing_class, "to_json_string"):
-        text = processing_class.to_json_string()
-    else:
-        text = repr(processing_class)
-    extra = f"{type(processing_class).__qualname__}:{getattr(tokenizer, 'pad_token_id', None)}"
-    return hashlib.sha256((extra + text).encode()).hexdigest()
-
-
-def _cache_key(model: Any, dataset: Any, settings: dict[str, Any], processing_class: Any) -> str:
-    """Key of the cached array: model class, config, weights, settings, processing class and dataset fingerprint."""
-    config = getattr(model, "config", None)
-    parts = {
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "config": config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else repr(config),
-        "weights": _weights_fingerprint(model),
-        "processing": _processing_fingerprint(processing_class),
-        "settings": settings,
-        "dataset": getattr(dataset, "_fingerprint", None),
-        "rows": len(dataset),
-    }
-    if parts["dataset"] is None:
-        raise ValueError("cache_dir needs a datasets.Dataset with a fingerprint")
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write array to a temporary .npy in the same folder, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions of a new file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _distributed_state(accelerator: Any) -> Any:
@@ -185,26 +73,6 @@ def _accepted_kwargs(fn: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch
     except (TypeError, ValueError):
         return batch
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask") or k in names}
-
-
-def _pool(output: Any, pooling: str, mask: torch.Tensor | None, layer: int | None = None) -> torch.Tensor:
-    """Pool a model output: "projection" (``get_*_features``: a tensor in older transformers, else its
-    pooler_output), "mean" over the mask (all tokens if None), "cls" (token 0) or "pooler"; "mean" and "cls" read
-    ``hidden_states[layer]`` when a layer is given, else ``last_hidden_state``."""
-    if pooling == "projection":
-        return output if isinstance(output, torch.Tensor) else output.pooler_output
-    if pooling == "pooler":
-        pooled = getattr(output, "pooler_output", None)
-        if pooled is None:
-            raise ValueError("pooling='pooler' needs a model with a pooler (pooler_output is None)")
-        return pooled
-    hidden = output.last_hidden_state if layer is None else output.hidden_states[layer]
-    if pooling == "cls":
-        return hidden[:, 0]
-    if mask is None:
-        return hidden.mean(dim=1)
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
 def _tokenized_rows(data: Any, tokenizer: Any, text_column: str, max_length: int) -> tuple[list, list | None]:
@@ -312,7 +180,7 @@ def _encode_rows(model: Any, data: Any, processing_class: Any, kind: str, tower:
         if layer is not None and not -len(output.hidden_states) <= layer < len(output.hidden_states):
             raise ValueError(f"layer={layer} is out of range: the model returns {len(output.hidden_states)} hidden "
                              f"states (the embeddings, then one per layer); use e.g. layer=-1 for the last one")
-        pooled = _pool(output, pooling, mask, layer).float()
+        pooled = pool(output, pooling, mask, layer).float()
         if normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         if out is None:
@@ -335,32 +203,47 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
     pixels by an image processor). The model runs in eval mode under ``torch.inference_mode()`` on the device of
     its parameters; its training mode is restored afterwards.
 
-    Args:
-        model: a text encoder (``BertModel``-like, or any ``*ForSequenceClassification``: its ``base_model`` is
-            used), an image encoder (``ViTModel``, ``Dinov2Model``, ...), or a dual encoder (``CLIPModel``,
-            ``VisionTextDualEncoderModel``) whose ``get_text_features``/``get_image_features`` are used.
-        dataset: a ``datasets.Dataset`` (a list of strings is accepted and becomes a ``text_column``).
-        processing_class: tokenizer (or processor holding one) for raw text; image processor for image columns.
-        pooling: "mean" (over the attention mask), "cls" (first token), "pooler" (``pooler_output``) or "auto"
-            (mean for text, cls for images, projected features for dual encoders).
-        normalize: L2-normalise each vector.
-        batch_size: rows per forward pass.
-        text_column: column of raw text.
-        image_column: column of pixel values or images.
-        tower: "image" or "text" for dual encoders (inferred from the columns when only one kind is present).
-        max_length: truncation length when tokenizing ``text_column``.
-        cache_dir: folder for an on-disk cache keyed by model class, config, weights, settings, processing class
-            and ``dataset._fingerprint``; a hit is loaded without running the model.
-        accelerator: an ``accelerate.Accelerator`` or ``PartialState``; with several processes (also detected from
-            ``WORLD_SIZE`` when None) each encodes a contiguous shard and every process returns all rows.
-        show_progress: show a tqdm progress bar (main process only).
-        layer: pool ``hidden_states[layer]`` (0 = the embeddings, 1..L the layers' outputs before any final
-            norm; negative counts from the end) instead of the last hidden state; "mean" and "cls" pooling only,
-            not dual encoders. An intermediate layer can cluster better when the top layers were tuned for
-            another task.
+    Parameters:
+        model (`PreTrainedModel`):
+            A text encoder (``BertModel``-like, or any ``*ForSequenceClassification``: its ``base_model`` is used),
+            an image encoder (``ViTModel``, ``Dinov2Model``, ...), or a dual encoder (``CLIPModel``,
+            ``VisionTextDualEncoderModel``) whose ``get_text_features``/``get_image_features`` are used. A peft
+            ``PeftModel`` is unwrapped (its adapters stay active).
+        dataset (`datasets.Dataset` or `list[str]`):
+            The rows to encode; a list of strings becomes a ``text_column``.
+        processing_class (tokenizer, processor or image processor, *optional*, defaults to `None`):
+            Tokenizer (or processor holding one) for raw text; image processor for image columns.
+        pooling (`str`, *optional*, defaults to `"auto"`):
+            One of `"mean"` (over the attention mask), `"cls"` (first token), `"pooler"` (``pooler_output``) or
+            `"auto"` (mean for text, cls for images, projected features for dual encoders).
+        normalize (`bool`, *optional*, defaults to `True`):
+            L2-normalise each vector.
+        batch_size (`int`, *optional*, defaults to `64`):
+            Rows per forward pass.
+        text_column (`str`, *optional*, defaults to `"text"`):
+            Column of raw text.
+        image_column (`str`, *optional*, defaults to `"pixel_values"`):
+            Column of pixel values or images.
+        tower (`str` or `None`, *optional*, defaults to `None`):
+            `"image"` or `"text"` for dual encoders; `None` infers it from the columns when only one kind is
+            present. Must be `None` for other models.
+        max_length (`int`, *optional*, defaults to `128`):
+            Truncation length when tokenizing ``text_column``.
+        cache_dir (`str`, `os.PathLike` or `None`, *optional*, defaults to `None`):
+            Folder for an on-disk cache keyed by model class, config, weights, settings, processing class and
+            ``dataset._fingerprint``; a hit is loaded without running the model.
+        accelerator (`accelerate.Accelerator`, `accelerate.PartialState` or `None`, *optional*, defaults to `None`):
+            With several processes (also detected from ``WORLD_SIZE`` when `None`) each process encodes a
+            contiguous shard and every process returns all rows.
+        show_progress (`bool`, *optional*, defaults to `True`):
+            Show a tqdm progress bar (main process only).
+        layer (`int` or `None`, *optional*, defaults to `None`):
+            Pool ``hidden_states[layer]`` (0 = the embeddings, 1..L the layers' outputs before any final norm;
+            negative counts from the end) instead of the last hidden state; `"mean"` and `"cls"` pooling only, not
+            dual encoders.
 
     Returns:
-        (len(dataset), dim) float32 array.
+        `np.ndarray`: (len(dataset), dim) float32 array.
     """
     from datasets import Dataset
 
@@ -370,10 +253,10 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
-    model = _unwrap_peft(model)
-    kind = _model_kind(model)
+    model = unwrap_peft(model)
+    kind = model_kind(model)
     tower = _resolve_tower(kind, tower, dataset.column_names, text_column, image_column)
-    resolved = _resolve_pooling(kind, pooling)
+    resolved = resolve_pooling(kind, pooling)
     if layer is not None:
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             raise ValueError(f"layer must be an integer index into hidden_states or None, got {layer!r}")
@@ -389,7 +272,7 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
     if cache_dir is not None:
         settings = {"pooling": resolved, "normalize": bool(normalize), "tower": tower, "max_length": int(max_length),
                     "text_column": text_column, "image_column": image_column, "layer": layer}
-        path = Path(cache_dir) / f"embeddings-{_cache_key(model, dataset, settings, processing_class)}.npy"
+        path = Path(cache_dir) / f"embeddings-{cache_key(model, dataset, settings, processing_class)}.npy"
         hit = [path.exists()]
         if state is not None:  # every process follows the main process's view of the cache
             broadcast_object_list(hit)
@@ -422,7 +305,7 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
         raise RuntimeError(f"encoded {result.shape[0]} rows for a dataset of {len(dataset)}")
     if path is not None:
         if is_main:
-            _save_atomic(path, result)
+            save_atomic(path, result)
         if state is not None:
             state.wait_for_everyone()
     return result

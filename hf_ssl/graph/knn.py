@@ -1,4 +1,5 @@
-"""Cosine k-nearest-neighbour search of every row among the other rows, for label propagation's graph.
+"""Cosine k-nearest-neighbour search of every row among the other rows, for label propagation's graph, and the
+spherical k-means and row normalisation it is built on.
 
 Three kinds of search, each returning (n, k) similarities and indices with the row itself excluded:
 
@@ -7,8 +8,8 @@ Three kinds of search, each returning (n, k) similarities and indices with the r
   ``nlist`` lists by a spherical k-means; every list is then searched against the rows of its ``nprobe`` nearest
   lists (by centroid similarity, the list itself first) with one matrix product and a top-k, so the whole search
   runs at BLAS speed: about n·d·(nlist + nprobe·n/nlist) multiply-adds, least when nlist ≈ sqrt(nprobe·n).
-  Probing per list rather than per row makes the probed lists a little less tailored to each row; the recall this
-  costs is measured by ``bench/labelprop_scale.py`` against exact search;
+  Probing per list rather than per row makes the probed lists a little less tailored to each row, so recall is
+  below that of a per-row probe with the same ``nprobe``;
 - ``hnsw``: faiss ``IndexHNSWFlat`` (falls back to exact torch search, with a warning, without faiss).
 """
 
@@ -24,7 +25,8 @@ import torch
 
 from hf_ssl.utils import import_faiss
 
-__all__ = ["KINDS", "blocked_ivf_knn", "default_nlist", "knn_search", "normalised_rows"]
+__all__ = ["KINDS", "blocked_ivf_knn", "default_nlist", "knn_search", "nearest_centroid", "normalised_rows",
+           "spherical_kmeans"]
 
 KINDS = ("exact", "ivf", "hnsw")
 BLOCK_ENTRIES = 1 << 24  # entries of a similarity block in chunked loops (64 MB of float32)
@@ -36,16 +38,25 @@ _HNSW_EF_CONSTRUCTION = 64
 _HNSW_EF_SEARCH = 64
 
 
-def normalised_rows(X: np.ndarray) -> np.ndarray:
-    """A float32 C-contiguous copy of X with unit-norm rows (zero rows stay zero); raises on non-finite values."""
-    Xn = np.array(X, dtype=np.float32, order="C")
+def normalised_rows(X: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """A C-contiguous copy of X with unit-norm rows (zero rows stay zero); raises on non-finite values.
+
+    Norms are computed in float64 whatever ``dtype`` is.
+
+    Parameters:
+        X (`np.ndarray`):
+            (n, d) rows.
+        dtype (`type`, *optional*, defaults to `np.float32`):
+            dtype of the copy.
+    """
+    Xn = np.array(X, dtype=dtype, order="C")
     step = max(1, BLOCK_ENTRIES // max(1, Xn.shape[1]))
     for start in range(0, Xn.shape[0], step):
         block = Xn[start:start + step]
         if not np.isfinite(block).all():
             raise ValueError("X contains NaN or infinite values")
         norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        block /= np.maximum(norms, 1e-12).astype(np.float32)[:, None]
+        block /= np.maximum(norms, 1e-12).astype(dtype)[:, None]
     return Xn
 
 
@@ -101,8 +112,8 @@ def default_nlist(n: int, nprobe: int) -> int:
     return max(1, min(int(round(math.sqrt(nprobe * n))), n // _MIN_ROWS_PER_LIST))
 
 
-def _nearest_centroid(X: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Index of the most similar centroid of every row (blocked matrix products)."""
+def nearest_centroid(X: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index of the most similar centroid (largest inner product) of every row, by blocked matrix products."""
     out = torch.empty(X.shape[0], dtype=torch.int64)
     step = max(1, BLOCK_ENTRIES // max(1, centroids.shape[0]))
     for start in range(0, X.shape[0], step):
@@ -111,22 +122,33 @@ def _nearest_centroid(X: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
 
 def spherical_kmeans(X: torch.Tensor, nlist: int, seed: int, n_iter: int = _TRAIN_ITERS,
-                     train_per_list: int = _TRAIN_PER_LIST) -> torch.Tensor:
-    """Unit-norm centroids of a spherical k-means trained on a random subsample of ``train_per_list·nlist`` rows.
+                     train_per_list: int = _TRAIN_PER_LIST, init: torch.Tensor | None = None) -> torch.Tensor:
+    """Unit-norm centroids of a spherical k-means (Lloyd) trained on a random subsample of ``train_per_list·nlist``
+    rows (all rows when there are fewer); a centroid that loses all its rows stays where it is.
 
-    Args:
-        X: (n, d) unit-norm rows.
-        nlist: number of centroids (<= n).
-        seed: seed of the subsample and of the initial centroids.
-        n_iter: Lloyd iterations.
-        train_per_list: training rows per centroid.
+    Parameters:
+        X (`torch.Tensor`):
+            (n, d) unit-norm rows.
+        nlist (`int`):
+            Number of centroids (<= n).
+        seed (`int`):
+            Seed of the subsample and of the initial centroids.
+        n_iter (`int`, *optional*, defaults to `6`):
+            Lloyd iterations.
+        train_per_list (`int`, *optional*, defaults to `16`):
+            Training rows per centroid.
+        init (`torch.Tensor` or `None`, *optional*, defaults to `None`):
+            (nlist, d) initial centroids; `None` starts from ``nlist`` distinct training rows drawn at random.
     """
     rng = np.random.default_rng(seed)
     n = X.shape[0]
     sample = X[torch.from_numpy(np.sort(rng.choice(n, size=min(n, train_per_list * nlist), replace=False)))]
-    centroids = sample[torch.from_numpy(rng.choice(sample.shape[0], size=nlist, replace=False))].clone()
+    if init is None:
+        centroids = sample[torch.from_numpy(rng.choice(sample.shape[0], size=nlist, replace=False))].clone()
+    else:
+        centroids = init.to(sample.dtype)
     for _ in range(n_iter):
-        assign = _nearest_centroid(sample, centroids)
+        assign = nearest_centroid(sample, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, assign, sample)
         empty = torch.bincount(assign, minlength=nlist) == 0
         sums[empty] = centroids[empty]  # an empty list keeps its centroid
@@ -157,7 +179,7 @@ def blocked_ivf_knn(Xn: np.ndarray, k: int, nprobe: int = 8, nlist: int | None =
     start = time.perf_counter()
     with torch.no_grad():
         centroids = spherical_kmeans(X, nlist, seed)
-        assign = _nearest_centroid(X, centroids)
+        assign = nearest_centroid(X, centroids)
         build = time.perf_counter() - start
         centroid_sims = centroids @ centroids.T
         centroid_sims.fill_diagonal_(math.inf)  # each list probes itself first

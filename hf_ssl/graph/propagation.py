@@ -1,7 +1,7 @@
 """Label spreading (Zhou et al., 2004) over a sparse k-nearest-neighbour graph of embeddings.
 
-The graph is never dense: neighbours come from `hf_ssl.knn` (exact, a blocked IVF search in torch, or faiss HNSW),
-and everything downstream lives in ``scipy.sparse`` with O(n·k) memory.
+The graph is never dense: neighbours come from `hf_ssl.graph.knn` (exact, a blocked IVF search in torch, or faiss
+HNSW), and everything downstream lives in ``scipy.sparse`` with O(n·k) memory.
 """
 
 from __future__ import annotations
@@ -89,25 +89,35 @@ class LabelPropagator:
     Solves (I − αS)F = Y with S = D^-1/2 W D^-1/2 and W the symmetrised kNN graph with weights max(cos, 0)**power.
     Only transduction is offered: there is no ``predict`` for new points.
 
-    Args:
-        n_neighbors: neighbours per row (k).
-        alpha: spreading factor in (0, 1); larger spreads further from the labeled rows.
-        power: exponent of the edge weights max(cos, 0)**power (> 0).
-        solver: "cg" (conjugate gradient per class) or "iterative" (F ← αSF + (1 − α)Y).
-        max_iter: maximum iterations of the solver (per class for CG).
-        tol: relative tolerance (CG residual, or change of F for the iterative solver).
-        index: "exact" (faiss flat, or chunked torch without faiss), "ivf" (approximate: a spherical k-means
-            splits the rows into about sqrt(nprobe·n) lists and each list is searched against its ``nprobe``
-            nearest lists by matrix products; plain torch, no faiss needed), "hnsw" (faiss HNSW, approximate) or
-            "auto" (exact up to ``exact_threshold`` rows, IVF above). See `hf_ssl.knn`.
-        exact_threshold: largest number of rows searched exactly when ``index="auto"``.
-        nprobe: lists each IVF list is searched against, itself included (more: better recall, slower).
-        class_balance: divide each class column of F by its total mass before normalising, so that classes with
-            many labeled rows do not swallow the boundary; this moves predictions toward under-represented classes.
-        metric: similarity; only "cosine" (rows are L2-normalised) is supported.
-        random_state: seed of the IVF k-means.
-        prior_weight: weight (>= 0) of ``fit``'s ``prior`` on the unlabeled rows, relative to the weight 1 of a
-            labeled row's one-hot label; 0 ignores the prior's values (its classes still define ``classes_``).
+    Parameters:
+        n_neighbors (`int`, *optional*, defaults to `10`):
+            Neighbours per row (k), in [1, n_samples).
+        alpha (`float`, *optional*, defaults to `0.99`):
+            Spreading factor in (0, 1); larger spreads further from the labeled rows.
+        power (`float`, *optional*, defaults to `3`):
+            Exponent (> 0) of the edge weights max(cos, 0)**power.
+        solver (`str`, *optional*, defaults to `"cg"`):
+            `"cg"` (conjugate gradient per class) or `"iterative"` (F ← αSF + (1 − α)Y).
+        max_iter (`int`, *optional*, defaults to `30`):
+            Maximum iterations of the solver (per class for CG).
+        tol (`float`, *optional*, defaults to `1e-6`):
+            Relative tolerance (> 0): CG residual, or change of F for the iterative solver.
+        index (`str`, *optional*, defaults to `"auto"`):
+            Neighbour search: `"exact"` (faiss flat, or chunked torch without faiss), `"ivf"` (approximate: a
+            spherical k-means splits the rows into about sqrt(nprobe·n) lists and each list is searched against
+            its ``nprobe`` nearest lists by matrix products; plain torch, no faiss needed), `"hnsw"` (faiss HNSW,
+            approximate) or `"auto"` (exact up to ``exact_threshold`` rows, IVF above). See `hf_ssl.graph.knn`.
+        exact_threshold (`int`, *optional*, defaults to `20000`):
+            Largest number of rows searched exactly when ``index="auto"``.
+        nprobe (`int`, *optional*, defaults to `8`):
+            Lists each IVF list is searched against, itself included (more: closer to exact search, slower).
+        metric (`str`, *optional*, defaults to `"cosine"`):
+            Similarity; only `"cosine"` (rows are L2-normalised) is supported.
+        random_state (`int`, *optional*, defaults to `0`):
+            Seed of the IVF k-means.
+        prior_weight (`float`, *optional*, defaults to `1.0`):
+            Weight (>= 0) of ``fit``'s ``prior`` on the unlabeled rows, relative to the weight 1 of a labeled
+            row's one-hot label; 0 ignores the prior's values (its classes still define ``classes_``).
 
     A ``prior`` passed to ``fit`` (an (n, C) array of class probabilities, e.g. from
     `hf_ssl.graph.zero_shot.zero_shot_probabilities`) initialises the label distributions of the unlabeled rows:
@@ -130,11 +140,11 @@ class LabelPropagator:
 
     def __init__(self, n_neighbors: int = 10, alpha: float = 0.99, power: float = 3, solver: str = "cg",
                  max_iter: int = 30, tol: float = 1e-6, index: str = "auto", exact_threshold: int = 20000,
-                 nprobe: int = 8, class_balance: bool = False, metric: str = "cosine", random_state: int = 0,
+                 nprobe: int = 8, metric: str = "cosine", random_state: int = 0,
                  prior_weight: float = 1.0):
         self.n_neighbors, self.alpha, self.power, self.solver = n_neighbors, alpha, power, solver
         self.max_iter, self.tol, self.index, self.exact_threshold = max_iter, tol, index, exact_threshold
-        self.nprobe, self.class_balance, self.metric, self.random_state = nprobe, class_balance, metric, random_state
+        self.nprobe, self.metric, self.random_state = nprobe, metric, random_state
         self.prior_weight = prior_weight
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -144,7 +154,7 @@ class LabelPropagator:
             deep: unused (kept for scikit-learn compatibility).
         """
         names = ("n_neighbors", "alpha", "power", "solver", "max_iter", "tol", "index", "exact_threshold", "nprobe",
-                 "class_balance", "metric", "random_state", "prior_weight")
+                 "metric", "random_state", "prior_weight")
         return {name: getattr(self, name) for name in names}
 
     def _check_params(self, n: int) -> None:
@@ -289,9 +299,6 @@ class LabelPropagator:
         self.timings_["solve"] = time.perf_counter() - start
         del S, Y
         np.maximum(F, 0.0, out=F)  # the exact solution is non-negative; clip solver round-off
-        if self.class_balance:
-            mass = F.sum(axis=0)
-            F /= np.where(mass > 0, mass, 1.0)
 
         row_mass = F.sum(axis=1)
         reachable = row_mass > 0

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
-from hf_ssl.graph.knn import BLOCK_ENTRIES
-from hf_ssl.utils import as_numpy, import_faiss, single_threaded_blas
+from hf_ssl.graph.knn import BLOCK_ENTRIES, nearest_centroid, normalised_rows, spherical_kmeans
+from hf_ssl.utils import as_numpy, as_real_matrix, single_threaded_blas
 
 __all__ = ["select_for_labeling", "propagate_cluster_labels"]
 
@@ -19,22 +20,13 @@ _CANDIDATES_PER_PICK = 10  # uncertainty strategies: diverse picks among the 10�
 _INIT_SAMPLE_PER_CLUSTER = 20  # k-means++ seeding runs on at most max(20·k, 10000) rows
 _INIT_SAMPLE_MIN = 10000
 _KMEANS_ITERS = 20
+_TRAIN_PER_CLUSTER = 256  # k-means trains on at most 256·k rows
 _TOP_PER_CENTROID = 16
 
 
 def _normalised_features(X: Any, name: str = "X") -> np.ndarray:
     """Validated float32 copy of a 2-D feature matrix with unit-norm rows (zero rows stay zero)."""
-    X = as_numpy(X)
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"{name} must be a non-empty 2-D array, got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    Xn = np.array(X, dtype=np.float32, order="C")
-    if not np.isfinite(Xn).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    norms = np.sqrt(np.einsum("ij,ij->i", Xn, Xn, dtype=np.float64))
-    Xn /= np.maximum(norms, 1e-12).astype(np.float32)[:, None]
-    return Xn
+    return normalised_rows(as_real_matrix(X, name))
 
 
 def _int_array(a: Any, name: str) -> np.ndarray:
@@ -50,30 +42,22 @@ def _int_array(a: Any, name: str) -> np.ndarray:
 
 
 def _kmeans(Xn: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """k-means with k-means++ seeding: (centroids (k, d), assignment (n,)); faiss Lloyd when available, else
-    scikit-learn MiniBatchKMeans from the same seeds."""
+    """Spherical k-means with k-means++ seeding (scikit-learn's, on a subsample of rows) and
+    `hf_ssl.graph.knn.spherical_kmeans`'s Lloyd iterations: (centroids (k, d), assignment (n,))."""
     from sklearn.cluster import kmeans_plusplus
 
-    n, d = Xn.shape
+    n = Xn.shape[0]
     rng = np.random.default_rng(seed)
     n_init = min(n, max(_INIT_SAMPLE_PER_CLUSTER * k, _INIT_SAMPLE_MIN))
     sample = Xn if n_init == n else Xn[np.sort(rng.choice(n, size=n_init, replace=False))]
     with single_threaded_blas():
         init, _ = kmeans_plusplus(sample, k, random_state=seed)
-    init = np.ascontiguousarray(init, dtype=np.float32)
-    faiss = import_faiss()
-    if faiss is not None:
-        km = faiss.Kmeans(d, k, niter=_KMEANS_ITERS, seed=int(seed), spherical=True, min_points_per_centroid=1,
-                          max_points_per_centroid=256, verbose=False)
-        km.train(Xn, init_centroids=init)
-        _, assign = km.index.search(Xn, 1)
-        return np.asarray(km.centroids, dtype=np.float32), assign.ravel().astype(np.int64)
-    from sklearn.cluster import MiniBatchKMeans
-
-    mbk = MiniBatchKMeans(n_clusters=k, init=init, n_init=1, max_iter=_KMEANS_ITERS, random_state=seed,
-                          batch_size=max(1024, 4 * k))
-    assign = mbk.fit_predict(Xn)
-    return mbk.cluster_centers_.astype(np.float32), assign.astype(np.int64)
+    X = torch.from_numpy(Xn)
+    with torch.no_grad():
+        centroids = spherical_kmeans(X, k, seed, n_iter=_KMEANS_ITERS, train_per_list=_TRAIN_PER_CLUSTER,
+                                     init=torch.from_numpy(np.ascontiguousarray(init, dtype=np.float32)))
+        assign = nearest_centroid(X, centroids)
+    return centroids.numpy(), assign.numpy()
 
 
 def _closest_distinct_rows(Xn: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -146,16 +130,22 @@ def select_for_labeling(X: Any, budget: int, strategy: str = "kmeans", probs: An
       candidate least similar to the picks), so near-duplicates are not picked together. Most uncertain first.
     - ``"random"``: uniform without replacement.
 
-    Args:
-        X: (n, d) features (numpy array or torch tensor).
-        budget: number of rows to pick, 1 <= budget <= n.
-        strategy: "kmeans", "uncertainty", "margin" or "random".
-        probs: (n, C) class probabilities; required by "uncertainty" and "margin".
-        random_state: seed of k-means and of random sampling.
-        diversity: apply the diversity guard of the uncertainty strategies.
+    Parameters:
+        X (`np.ndarray` or `torch.Tensor`):
+            (n, d) features.
+        budget (`int`):
+            Number of rows to pick, 1 <= budget <= n.
+        strategy (`str`, *optional*, defaults to `"kmeans"`):
+            `"kmeans"`, `"uncertainty"`, `"margin"` or `"random"`.
+        probs (`np.ndarray`, `torch.Tensor` or `None`, *optional*, defaults to `None`):
+            (n, C) class probabilities; required by `"uncertainty"` and `"margin"`.
+        random_state (`int`, *optional*, defaults to `0`):
+            Seed of k-means and of random sampling.
+        diversity (`bool`, *optional*, defaults to `True`):
+            Apply the diversity guard of the uncertainty strategies.
 
     Returns:
-        (budget,) int64 row indices, all distinct.
+        `np.ndarray`: (budget,) int64 row indices, all distinct.
     """
     if strategy not in _STRATEGIES:
         raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")

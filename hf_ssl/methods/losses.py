@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["soft_cross_entropy", "weighted_cross_entropy", "sharpen", "mix_graph_prior", "consistency_loss",
+__all__ = ["soft_cross_entropy", "sharpen", "mix_graph_prior", "consistency_loss",
            "entropy_loss", "align_distribution", "mixup"]
 
 
@@ -27,30 +27,23 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
     return per_row.mean()
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
-                           weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy against hard labels, optionally weighted per row (mean over rows).
-
-    Args:
-        logits: (n, C) logits.
-        labels: (n,) class ids.
-        weights: optional (n,) row weights.
-    """
-    per_row = F.cross_entropy(logits.float(), labels, reduction="none")
-    if weights is not None:
-        per_row = per_row * weights
-    return per_row.mean()
-
-
 def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Sharpen distributions: p^(1/T) renormalised (T < 1 sharpens, T = 1 is the identity).
+    """Sharpen distributions: p^(1/T) renormalised (T < 1 sharpens, T = 1 is the identity, T > 1 softens).
+
+    Probabilities are clamped to at least 1e-12. Rows whose powers all underflow (a small T) are computed as
+    ``softmax(log(p) / T)`` instead. `hf_ssl.methods.pseudo_labels.soft_targets` is this function on numpy arrays.
 
     Args:
         probs: (n, C) probabilities.
         temperature: T > 0.
     """
-    powered = probs.clamp_min(1e-12).pow(1.0 / temperature)
-    return powered / powered.sum(dim=-1, keepdim=True)
+    probs = probs.clamp_min(1e-12)
+    powered = probs.pow(1.0 / temperature)
+    total = powered.sum(dim=-1, keepdim=True)
+    underflow = total < torch.finfo(total.dtype).tiny
+    if underflow.any():
+        return torch.where(underflow, torch.softmax(probs.log() / temperature, dim=-1), powered / total)
+    return powered / total
 
 
 def mix_graph_prior(probs: torch.Tensor, graph_labels: torch.Tensor, weight: float) -> torch.Tensor:

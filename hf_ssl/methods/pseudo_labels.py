@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from hf_ssl.methods.losses import sharpen
 
 __all__ = ["select_pseudo_labels", "soft_targets", "selection_stats"]
 
@@ -42,16 +45,16 @@ def select_pseudo_labels(probs: np.ndarray, threshold: float, k_per_class: int |
 
 
 def soft_targets(probs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Teacher targets for distillation: ``p ** (1/T)`` renormalised (T < 1 sharpens, T > 1 softens).
+    """Teacher targets for distillation: ``p ** (1/T)`` renormalised (T < 1 sharpens, T > 1 softens); `sharpen` on
+    numpy arrays (float32 stays float32, other inputs become float64).
 
     Args:
         probs: (n, C) probabilities.
         temperature: T > 0.
     """
-    logp = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    logp -= logp.max(axis=1, keepdims=True)
-    out = np.exp(logp)
-    return out / out.sum(axis=1, keepdims=True)
+    probs = np.asarray(probs)
+    dtype = np.float32 if probs.dtype == np.float32 else np.float64
+    return sharpen(torch.from_numpy(np.array(probs, dtype=dtype)), temperature).numpy()
 
 
 def selection_stats(probs: np.ndarray, rows: np.ndarray, num_labels: int,

@@ -12,21 +12,11 @@ from typing import Any
 import torch
 
 __all__ = [
-    "THRESHOLD_STRATEGIES", "fixed_mask", "flexmatch_thresholds", "flexmatch_update", "freematch_update",
+    "THRESHOLD_STRATEGIES", "flexmatch_thresholds", "flexmatch_update", "freematch_update",
     "freematch_thresholds", "softmatch_update", "softmatch_weights", "ConfidenceMasker",
 ]
 
 THRESHOLD_STRATEGIES = ("fixed", "flexmatch", "freematch", "softmatch")
-
-
-def fixed_mask(probs: torch.Tensor, threshold: float) -> torch.Tensor:
-    """1.0 for rows whose top probability reaches ``threshold``, else 0.0 (FixMatch).
-
-    Args:
-        probs: (n, C) probabilities.
-        threshold: confidence threshold τ.
-    """
-    return (probs.max(dim=-1).values >= threshold).float()
 
 
 def flexmatch_thresholds(row_class: torch.Tensor, num_classes: int, threshold: float,
