@@ -158,7 +158,8 @@ class Run:
                         "torch_threads": torch.get_num_threads(),
                         "torch_interop_threads": torch.get_num_interop_threads(),
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                        "load_start": list(self.load_start), "load_end": list(os.getloadavg()),
+                        "load_start": [round(v, 2) for v in self.load_start],
+                        "load_end": [round(v, 2) for v in os.getloadavg()],
                         "platform": platform.platform(), "python": platform.python_version()},
             "started_at": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(
                 timespec="seconds"),
