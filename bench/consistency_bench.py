@@ -135,7 +135,7 @@ def adapted_encoder(args: argparse.Namespace, seed: int, unlabeled: Dataset, nam
 def graph_pool_labels(arm: str, seed: int, trainer_kwargs: dict, common: dict, labeled: Dataset,
                       unlabeled: Dataset) -> tuple[np.ndarray, dict]:
     """Pool labels of a ``pool_graph[@<accuracy>]`` arm: the classes the graph prior would start from (label
-    spreading over the model's embeddings of both pools, `SSLTrainer.spread_labels` with the `GraphConfig`
+    spreading over the model's embeddings of both pools, `GraphSpreadingMixin.spread_labels` with the `GraphConfig`
     defaults), then, for ``@<accuracy>``, randomly chosen wrong rows set to their true class until that fraction of
     the pool is right. Returns the labels and a record of the graph's and the labels' accuracy."""
     truth = np.asarray(unlabeled["ssl_truth"])

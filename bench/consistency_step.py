@@ -78,7 +78,7 @@ def measure(args: argparse.Namespace, model, tokenizer, labeled, unlabeled, plac
         views = make_views(views, trainer.augmenter, 1, "strong_", (*SSL_COLUMNS, "ssl_truth"))
     labeled_inputs = {k: v for k, v in batch.items() if k not in ("labels", "ssl_index", "ssl_truth")}
     labels = batch["labels"]
-    pad = trainer._pad_token_id()
+    pad = int(getattr(tokenizer, "pad_token_id", None) or 0)
 
     def raw_step():
         with torch.no_grad():

@@ -5,7 +5,8 @@ them (``git show <commit>:bench/results/<file>`` prints one).
 A file written through `bench.common.write_result` carries its script and command in its ``provenance`` (and a
 resumable file the command of each invocation); for older files the script comes from the file name
 (`LEGACY_SCRIPTS`) and the command is rebuilt from the settings the file recorded, with the script's current flags
-and ``--out`` set to the file. Descriptions come from `DESCRIPTIONS`, else from the script's docstring. Run it
+and ``--out`` set to the file. Descriptions come from `DESCRIPTIONS`, else from the report's ``description``,
+else from the script's docstring. Files in subfolders are listed by their path inside ``bench/results/``. Run it
 after committing new results, then commit the index:
 
     python -m bench.index            # writes bench/results/INDEX.md and bench/results/index.json
@@ -149,21 +150,31 @@ def command(script: str, settings: dict[str, Any]) -> str:
     return shlex.join(words)
 
 
+def name(path: Path) -> str:
+    """A result file's path inside bench/results/."""
+    return path.relative_to(RESULTS).as_posix()
+
+
+def result_files() -> list[Path]:
+    """Every file under bench/results/ (subfolders included) but the index itself."""
+    return sorted(p for p in RESULTS.rglob("*") if p.is_file() and name(p) not in INDEX_FILES)
+
+
 def entry(path: Path) -> dict[str, Any]:
     """The index entry of one result file."""
     report = json.loads(path.read_text(encoding="utf-8"))
     provenance = report.get("provenance")
     script = provenance["script"] if provenance else legacy_script(path.name)
     invocations = report.get("invocations") or ([provenance] if provenance else legacy_settings(script, report))
-    commands = [i.get("command") or command(script, {**i, "out": f"bench/results/{path.name}"}) for i in invocations]
+    commands = [i.get("command") or command(script, {**i, "out": f"bench/results/{name(path)}"}) for i in invocations]
     source = "recorded" if all("command" in i for i in invocations) else "rebuilt from the recorded settings"
-    description = DESCRIPTIONS.get(path.name) or (importlib.import_module(script).__doc__ or "").strip().split("\n")[0]
-    return {"file": path.name, "script": script, "commands": commands, "command_source": source,
+    description = (DESCRIPTIONS.get(name(path)) or report.get("description")
+                   or (importlib.import_module(script).__doc__ or "").strip().split("\n")[0])
+    return {"file": name(path), "script": script, "commands": commands, "command_source": source,
             "commit": git_short("--", str(path.relative_to(REPO))), "description": description}
 
 
 def build_index() -> dict[str, Any]:
-    present = sorted(p for p in RESULTS.iterdir() if p.is_file() and p.name not in INDEX_FILES)
     archived = []
     for name, reason in sorted(ARCHIVED.items()):
         if (RESULTS / name).exists():
@@ -171,7 +182,7 @@ def build_index() -> dict[str, Any]:
                              "from bench.index.ARCHIVED")
         archived.append({"file": name, "reason": reason,
                          "commit": git_short("--diff-filter=AM", "--", f"bench/results/{name}")})
-    return {"results": [entry(p) for p in present], "archived": archived}
+    return {"results": [entry(p) for p in result_files()], "archived": archived}
 
 
 def markdown(index: dict[str, Any]) -> str:
@@ -191,7 +202,7 @@ def markdown(index: dict[str, Any]) -> str:
 def unlisted() -> tuple[list[str], list[str]]:
     """(files in bench/results/ missing from index.json, index.json entries whose file is gone)."""
     listed = {e["file"] for e in json.loads((RESULTS / "index.json").read_text(encoding="utf-8"))["results"]}
-    present = {p.name for p in RESULTS.iterdir() if p.is_file() and p.name not in INDEX_FILES}
+    present = {name(p) for p in result_files()}
     return sorted(present - listed), sorted(listed - present)
 
 
