@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -13,6 +14,15 @@ import torch
 
 from bench import index
 from bench.common import REPO, RESULTS, VERSIONED_PACKAGES, start_run, summary, write_result
+
+SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in ("__init__", "common", "index"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_imports_as_a_package_module_with_the_shared_flags(script):
+    module = importlib.import_module(f"bench.{script}")
+    args = module.build_parser().parse_args(["--out", "result.json"])
+    assert args.out == "result.json" and callable(module.main)
 
 
 def test_index_lists_every_result_file_and_no_archived_one():
