@@ -1,26 +1,24 @@
-"""Speed of the batched `ImageAugmenter` views against the same pipeline applied one image at a time in a Python
-loop, on one random batch of normalised (n, 3, size, size) images: the strong view (`strong_tensor` against
-`strong_per_sample`) and the weak view (`weak_tensor` on the batch against `weak_tensor` per image). One warm-up
-call each, then the median of --repeats timed calls (alternating the order); the target is per-sample/batched
->= 5 for the strong view.
+"""Speed of the batched `ImageAugmenter` views against the same views computed one image at a time in a Python
+loop (`per_image`), on one random batch of normalised (n, 3, size, size) images: the strong view (`strong_tensor` on
+the batch against `strong_tensor` per image) and the weak view (`weak_tensor` likewise). One warm-up call each, then
+the median of --repeats timed calls (alternating the order); the target is per-sample/batched >= 5 for the strong
+view.
 
-    python bench/augment_speed.py --n 64 --size 56 --out bench/results/augment_speed.json
+    python -m bench.augment_speed --n 64 --size 56 --out bench/results/augment_speed.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import kornia
 import torch
 
+from bench.common import make_parser, start_run, write_result
 from hf_ssl.augment.image import ImageAugmenter
 from hf_ssl.data.images import IMAGENET_MEAN, IMAGENET_STD
 
@@ -46,17 +44,22 @@ def time_calls(fns: dict[str, Callable[[], torch.Tensor]], repeats: int) -> dict
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def per_image(view: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """``view`` applied to each image of the batch on its own (a batch of one), in a Python loop."""
+    return torch.cat([view(images[i:i + 1]) for i in range(len(images))])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, out="bench/results/augment_speed.json", seed=0, threads=True)
     parser.add_argument("--n", type=int, default=64, help="images per batch")
     parser.add_argument("--size", type=int, default=56, help="image height and width")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="bench/results/augment_speed.json")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
 
     torch.manual_seed(args.seed)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -64,23 +67,20 @@ def main() -> None:
     augmenter = ImageAugmenter()
     fns = {
         "strong_batched": lambda: augmenter.strong_tensor(images),
-        "strong_per_sample": lambda: augmenter.strong_per_sample(images),
+        "strong_per_sample": lambda: per_image(augmenter.strong_tensor, images),
         "weak_batched": lambda: augmenter.weak_tensor(images),
-        "weak_per_sample": lambda: torch.cat([augmenter.weak_tensor(images[i:i + 1]) for i in range(args.n)]),
+        "weak_per_sample": lambda: per_image(augmenter.weak_tensor, images),
     }
-    load_before = os.getloadavg()[0]  # other processes on the machine slow both timings, the batched one more
+    load_before = os.getloadavg()[0]
     times = time_calls(fns, args.repeats)
     median = {name: statistics.median(values) for name, values in times.items()}
     ratios = {view: median[f"{view}_per_sample"] / median[f"{view}_batched"] for view in ("strong", "weak")}
     report = {
-        "setting": vars(args), "augmenter": {name: getattr(augmenter, name) for name in AUGMENTER_FIELDS},
-        "torch_threads": torch.get_num_threads(),
+        "augmenter": {name: getattr(augmenter, name) for name in AUGMENTER_FIELDS},
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "seconds": times, "median_seconds": median,
         "images_per_second": {name: args.n / t for name, t in median.items()},
         "ratio_per_sample_over_batched": ratios, "target_strong_ratio_ge_5": ratios["strong"] >= 5,
-        "platform": {"python": platform.python_version(), "machine": platform.machine(), "torch": torch.__version__,
-                     "kornia": kornia.__version__},
     }
     print(f"batch {args.n} x 3 x {args.size} x {args.size}, torch threads {torch.get_num_threads()}, "
           f"kornia {kornia.__version__}, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
@@ -89,9 +89,7 @@ def main() -> None:
     for view, ratio in ratios.items():
         print(f"{view} per-sample/batched: {ratio:.1f}x")
     print(f"strong target >= 5x: {'met' if ratios['strong'] >= 5 else 'MISSED'}")
-    Path(os.path.dirname(args.out) or ".").mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
+    write_result(args.out, report, run)
 
 
 if __name__ == "__main__":

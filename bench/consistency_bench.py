@@ -15,11 +15,11 @@ labeled-only baseline with the model's own head, and gains are measured against 
 baselines (by mean). Results are appended
 to ``--out`` after every run, and runs already there are skipped, so the script can be stopped and restarted.
 
-    python bench/consistency_bench.py --dataset r8 --seeds 0 1 2
-    python bench/consistency_bench.py --dataset fashion_mnist --seeds 0 1 2
-    python bench/consistency_bench.py --dataset r8 --arms fixmatch@softmatch \
+    python -m bench.consistency_bench --dataset r8 --seeds 0 1 2
+    python -m bench.consistency_bench --dataset fashion_mnist --seeds 0 1 2
+    python -m bench.consistency_bench --dataset r8 --arms fixmatch@softmatch \
         --config '{"fixmatch@softmatch": {"threshold_strategy": "softmatch"}}'
-    python bench/consistency_bench.py --dataset r8 --arms labeled_only label_propagation \
+    python -m bench.consistency_bench --dataset r8 --arms labeled_only label_propagation \
         --out bench/results/label_propagation_trainer_r8.json
 """
 
@@ -30,12 +30,23 @@ import json
 import os
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
 
+from bench.common import (
+    Run,
+    fashion_pools,
+    fashion_test,
+    make_parser,
+    start_run,
+    summary,
+    unlabeled_limit,
+    write_result,
+)
 from hf_ssl import (
     ConsistencyConfig,
     ConsistencyTrainer,
@@ -64,7 +75,6 @@ VARIANT_ARMS = (*CONSISTENCY_ARMS[1:], "pool_graph")  # arms that take an @<name
 
 def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Dataset, Dataset, list[str], object]:
     """(labeled, unlabeled, test, full train, class names, processing class) for one seed."""
-    max_unlabeled = None if args.max_unlabeled < 0 else args.max_unlabeled
     if args.dataset == "r8":
         raw = load_text_dataset("reuters-r8")
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
@@ -73,15 +83,13 @@ def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Datase
             return tokenizer(batch["text"], truncation=True, max_length=args.max_length)
 
         labeled, unlabeled = sample_per_class(raw["train"], args.labels_per_class, seed=seed,
-                                              max_unlabeled=max_unlabeled)
+                                              max_unlabeled=unlabeled_limit(args.max_unlabeled))
         test = raw["test"] if args.test_rows < 0 else raw["test"].shuffle(seed=1234).select(range(args.test_rows))
         out = [d.map(tokenize, batched=True, remove_columns=["text"]) for d in (labeled, unlabeled, test, raw["train"])]
         return (*out, raw["train"].features["label"].names, tokenizer)
     raw = load_fashion_mnist()
-    train = raw["train"].shuffle(seed=seed).select(range(args.train_subset))
-    labeled, unlabeled = sample_per_class(train, args.labels_per_class, seed=seed, max_unlabeled=max_unlabeled)
-    test = raw["test"].shuffle(seed=1234).select(range(args.test_rows if args.test_rows > 0 else len(raw["test"])))
-
+    train, labeled, unlabeled = fashion_pools(raw, seed, args.labels_per_class, args.max_unlabeled, args.train_subset)
+    test = fashion_test(raw, args.test_rows)
     out = [pixel_dataset(d, size=args.image_size) for d in (labeled, unlabeled, test, train)]
     return (*out, raw["train"].features["label"].names, None)
 
@@ -127,7 +135,7 @@ def adapted_encoder(args: argparse.Namespace, seed: int, unlabeled: Dataset, nam
 def graph_pool_labels(arm: str, seed: int, trainer_kwargs: dict, common: dict, labeled: Dataset,
                       unlabeled: Dataset) -> tuple[np.ndarray, dict]:
     """Pool labels of a ``pool_graph[@<accuracy>]`` arm: the classes the graph prior would start from (label
-    spreading over the model's embeddings of both pools, `SSLTrainer.spread_labels` with the `GraphConfig`
+    spreading over the model's embeddings of both pools, `GraphSpreadingMixin.spread_labels` with the `GraphConfig`
     defaults), then, for ``@<accuracy>``, randomly chosen wrong rows set to their true class until that fraction of
     the pool is right. Returns the labels and a record of the graph's and the labels' accuracy."""
     truth = np.asarray(unlabeled["ssl_truth"])
@@ -145,7 +153,7 @@ def graph_pool_labels(arm: str, seed: int, trainer_kwargs: dict, common: dict, l
                     "pool_label_accuracy": float((labels == truth).mean())}
 
 
-def run(arm: str, seed: int, args: argparse.Namespace) -> dict:
+def run_arm(arm: str, seed: int, args: argparse.Namespace) -> dict:
     labeled, unlabeled, test, full, names, processor = pools(args, seed)
     adapted = arm.endswith("+adapted")
     path = adapted_encoder(args, seed, unlabeled, names) if adapted else None
@@ -225,8 +233,7 @@ def summarise(report: dict) -> None:
     full = statistics.mean(by_arm["full_label"].values()) if by_arm.get("full_label") else None
     table = {}
     for arm, accs in by_arm.items():
-        values = list(accs.values())
-        row = {"mean": statistics.mean(values), "min": min(values), "max": max(values), "seeds": sorted(accs)}
+        row = {**summary(list(accs.values())), "seeds": sorted(accs)}
         shared = [s for s in accs if s in base]
         if arm not in (*BASELINES, "full_label") and shared:
             gains = [accs[s] - base[s] for s in shared]
@@ -250,10 +257,9 @@ def _float_or_nan(text: str) -> float:
         return float("nan")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, seeds=[0, 1, 2])
     parser.add_argument("--dataset", choices=("r8", "fashion_mnist"), default="r8")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(CONSISTENCY_ARMS),
                         help=f"from {ARMS}; a variant of a method is <method>@<name>, configured by --config's "
                              '"<method>@<name>" key (e.g. fixmatch@softmatch)')
@@ -280,8 +286,11 @@ def main() -> None:
                         help="every arm's head: as built, or a linear probe fitted on the labeled pool (LP-FT)")
     parser.add_argument("--config", default="{}", help='JSON {"all": {...}, "<method>": {...}} config overrides')
     parser.add_argument("--workdir", default="/tmp/hf_ssl_bench")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    return parser
+
+
+def check_arms(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject unknown arm names and ``+adapted`` arms without adaptation, through ``parser.error``."""
     bases = [a.removesuffix("+adapted") for a in args.arms]
     unknown = [a for a in bases if a.split("@")[0] not in ARMS or ("@" in a and a.split("@")[0] not in VARIANT_ARMS)]
     unknown += [a for a in bases if a.startswith("pool_graph@") and not 0 < _float_or_nan(a.split("@")[1]) <= 1]
@@ -290,30 +299,37 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown arms {unknown}: choose from {ARMS}, <consistency method>@<name> for a "
                      "variant, or pool_graph@<accuracy in (0, 1]>")
+
+
+def load_report(path: str, run: Run) -> dict[str, Any]:
+    """The results so far at ``path`` (empty when new), with this invocation appended to its ``invocations``."""
+    report: dict[str, Any] = {"runs": []}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            report = json.load(handle)
+    report.setdefault("invocations", []).append({"command": run.command, "git": run.git, "settings": run.settings})
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_arms(parser, args)
     if args.labels_per_class is None:
         args.labels_per_class = 5 if args.dataset == "r8" else 4
     if args.dataset == "fashion_mnist" and args.test_rows < 0:
         args.test_rows = 2000
     args.out = args.out or f"bench/results/consistency_{args.dataset}.json"
-    report = {"runs": []}
-    if os.path.exists(args.out):
-        with open(args.out, encoding="utf-8") as handle:
-            report = json.load(handle)
-    setting = {k: v for k, v in vars(args).items() if k not in ("seeds", "arms")}
-    report.setdefault("setting", setting)  # the first invocation's; every invocation is listed below
-    report.setdefault("invocations", []).append({**setting, "seeds": args.seeds, "arms": args.arms})
-    report["torch_threads"] = torch.get_num_threads()
+    run = start_run(args, __file__, argv)
+    report = load_report(args.out, run)
     done = {(r["arm"], r["seed"]) for r in report["runs"]}
     for seed in args.seeds:
         for arm in args.arms:
             if (arm, seed) in done or (arm == "full_label" and seed != args.seeds[0]):
                 continue
-            report["runs"].append(run(arm, seed, args))
+            report["runs"].append({**run_arm(arm, seed, args), "commit": run.git["commit"]})
             summarise(report)
-            tmp = f"{args.out}.tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(report, handle, indent=2, default=str)
-            os.replace(tmp, args.out)
+            write_result(args.out, report, run)
     summarise(report)
 
 

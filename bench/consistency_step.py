@@ -10,15 +10,13 @@ For one model and one batch shape (labeled batch B, unlabeled μB rows), times a
 It also times where augmentation runs: in the step (``augment_in="step"``) or in the stream's collator,
 with 0 or 1 DataLoader workers. Prints the ratios (target ssl/raw <= 1.10) and writes JSON.
 
-    python bench/consistency_step.py --model minilm
-    python bench/consistency_step.py --model dinov2
+    python -m bench.consistency_step --model minilm
+    python -m bench.consistency_step --model dinov2
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import time
 
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
 
+from bench.common import make_parser, start_run, write_result
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, dinov2_path, load_text_dataset, minilm_path, sample_per_class
 from hf_ssl.data.collators import SSL_COLUMNS, concat_inputs, make_views
 
@@ -35,7 +34,8 @@ from hf_ssl.data.collators import SSL_COLUMNS, concat_inputs, make_views
 def pools(model_name: str, n_unlabeled: int, max_length: int, image_size: int):
     if model_name == "minilm":
         labeled, unlabeled = sample_per_class(load_text_dataset("reuters-r8")["train"], 5, seed=0,
-                                              truth_column=None, max_unlabeled=n_unlabeled)
+                                              max_unlabeled=n_unlabeled)
+        unlabeled = unlabeled.remove_columns("ssl_truth")
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
         labeled, unlabeled = (d.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
                                     batched=True, remove_columns=["text"]) for d in (labeled, unlabeled))
@@ -78,7 +78,7 @@ def measure(args: argparse.Namespace, model, tokenizer, labeled, unlabeled, plac
         views = make_views(views, trainer.augmenter, 1, "strong_", (*SSL_COLUMNS, "ssl_truth"))
     labeled_inputs = {k: v for k, v in batch.items() if k not in ("labels", "ssl_index", "ssl_truth")}
     labels = batch["labels"]
-    pad = trainer._pad_token_id()
+    pad = int(getattr(tokenizer, "pad_token_id", None) or 0)
 
     def raw_step():
         with torch.no_grad():
@@ -104,8 +104,8 @@ def measure(args: argparse.Namespace, model, tokenizer, labeled, unlabeled, plac
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__)
     parser.add_argument("--model", choices=("minilm", "dinov2"), default="minilm")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--mu", type=float, default=1.0)
@@ -114,20 +114,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--method", default="fixmatch")
     parser.add_argument("--threshold_strategy", default="freematch")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     args.out = args.out or f"bench/results/consistency_step_{args.model}.json"
+    run = start_run(args, __file__, argv)
     torch.manual_seed(0)
     model, tokenizer, labeled, unlabeled = pools(args.model, 400, args.max_length, args.image_size)
-    report = {"setting": vars(args), "torch_threads": torch.get_num_threads()}
+    report = {}
     for placement, workers in (("step", 0), ("collator", 0), ("collator", 1)):
         result = measure(args, model, tokenizer, labeled, unlabeled, placement, workers)
         report[f"augment_in={placement},workers={workers}"] = result
         print(f"augment_in={placement:<8} workers={workers}: raw {result['raw_median_s']:.3f}s  "
               f"ssl {result['ssl_median_s']:.3f}s  ratio {result['ratio']:.3f}", flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
+    write_result(args.out, report, run)
 
 
 if __name__ == "__main__":

@@ -2,22 +2,19 @@
 max_length, dataset order) on Reuters R8 texts with all-MiniLM-L6-v2: same model, batch size, max_length and
 pooling, both timed in the same run (alternating, best of --repeats), and the two embeddings compared.
 
-    python bench/encode_throughput.py --n 1000 --out bench/results/encode_throughput.json
+    python -m bench.encode_throughput --n 1000 --out bench/results/encode_throughput.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from bench.common import make_parser, start_run, write_result
 from hf_ssl import encode, load_text_dataset, minilm_path
 
 
@@ -44,17 +41,18 @@ def encode_naive(model, texts: list[str], tokenizer, batch_size: int = 64, max_l
     return np.concatenate(out).astype(np.float32)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, out="bench/results/encode_throughput.json", threads=True)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", default="bench/results/encode_throughput.json")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
 
     data = load_text_dataset("reuters-r8")["train"].shuffle(seed=0).select(range(args.n))
     texts = list(data["text"])
@@ -87,7 +85,7 @@ def main() -> None:
     cosine = np.einsum("ij,ij->i", results["encode"], results["naive"])
     agree = bool(np.allclose(results["encode"], results["naive"], atol=1e-5, rtol=1e-4))
     report = {
-        "setting": vars(args), "model": "all-MiniLM-L6-v2", "torch_threads": torch.get_num_threads(),
+        "model": "all-MiniLM-L6-v2",
         "token_lengths": {"mean": float(lengths.mean()), "median": float(np.median(lengths)),
                           "share_at_max_length": float((lengths == args.max_length).mean())},
         "seconds": times, "best_seconds": best,
@@ -95,7 +93,6 @@ def main() -> None:
         "speed_ratio_encode_over_naive": ratio, "target_ratio_ge_1.5": ratio >= 1.5,
         "agreement": {"allclose_atol_1e-5": agree, "max_abs_diff": float(diff.max()),
                       "min_cosine": float(cosine.min())},
-        "platform": {"python": platform.python_version(), "machine": platform.machine(), "torch": torch.__version__},
     }
     print(f"texts {args.n}, batch {args.batch_size}, max_length {args.max_length}, mean tokens {lengths.mean():.1f}, "
           f"torch threads {torch.get_num_threads()}")
@@ -103,9 +100,7 @@ def main() -> None:
         print(f"{name:<7} best {best[name]:7.2f} s  {args.n / best[name]:7.1f} rows/s")
     print(f"speed ratio encode/naive: {ratio:.2f}x (target >= 1.5: {'met' if ratio >= 1.5 else 'MISSED'})")
     print(f"embeddings agree: allclose(atol=1e-5)={agree}  max |diff| {diff.max():.2e}  min cosine {cosine.min():.6f}")
-    Path(os.path.dirname(args.out) or ".").mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
+    write_result(args.out, report, run)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How good are the converted DINOv2-S's frozen features on Fashion-MNIST, layer by layer, against raw pixels?
 
-The consistency benchmark's Fashion-MNIST setting (`bench/consistency_bench.py`: 56-px inputs, 4 labels per class
+The consistency benchmark's Fashion-MNIST setting (`bench.consistency_bench`: 56-px inputs, 4 labels per class
 from a 6,000-image train subset shuffled by the seed, 1,500 unlabeled images, the same 5,000 test images) is
 scored without any fine-tuning, for the CLS token and the token mean of every layer's output (``hidden_states``,
 before the final norm), the model's normalised last hidden state, and the raw 28x28 pixels:
@@ -13,28 +13,23 @@ before the final norm), the model's normalised last hidden state, and the raw 28
 A feature set named ``A+B`` (``--combine``) is the concatenation of A and B, each scaled to unit norm per row.
 ``--model`` scores another encoder folder (e.g. one adapted to the pool by `contrastive_adapt`) instead.
 
-    python bench/fashion_features.py --seeds 0 1 2 --out bench/results/fashion_features.json
+    python -m bench.fashion_features --seeds 0 1 2 --out bench/results/fashion_features.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import time
 
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel
 
-from hf_ssl import LabelPropagator, dinov2_path, load_fashion_mnist, sample_per_class
+from bench.common import PROBE_C, fashion_pools, fashion_test, make_parser, start_run, write_result
+from hf_ssl import LabelPropagator, dinov2_path, load_fashion_mnist
 from hf_ssl.data.images import image_array, to_pixel_values
-from hf_ssl.utils import write_text_atomic
-
-PROBE_C = 10.0
 
 
 def features(model: torch.nn.Module, images: np.ndarray, size: int, layers: list[int]) -> dict[str, np.ndarray]:
@@ -76,9 +71,8 @@ def score(labeled: np.ndarray, y_labeled: np.ndarray, pool: np.ndarray, y_pool: 
             "pool_oracle_probe": float(oracle.score(unit(test), y_test))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, seeds=[0, 1, 2])
     parser.add_argument("--image_size", type=int, default=56)
     parser.add_argument("--labels_per_class", type=int, default=4)
     parser.add_argument("--max_unlabeled", type=int, default=1500)
@@ -87,19 +81,20 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6, 7, 8, 9, 10, 11, 12])
     parser.add_argument("--combine", nargs="*", default=[], help='feature sets to concatenate, e.g. "last cls+pixels"')
     parser.add_argument("--model", default=None, help="encoder folder to score (default: the converted DINOv2-S)")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    return parser
 
-    start = time.time()
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
     model = AutoModel.from_pretrained(args.model or dinov2_path()).eval()
     raw = load_fashion_mnist()
-    test = raw["test"].shuffle(seed=1234).select(range(args.test_rows))
+    test = fashion_test(raw, args.test_rows)
     test_features = combined(features(model, image_array(test), args.image_size, args.layers), args.combine)
     y_test = np.array(test["label"])
     runs = []
     for seed in args.seeds:
-        train = raw["train"].shuffle(seed=seed).select(range(args.train_subset))
-        labeled, pool = sample_per_class(train, args.labels_per_class, seed=seed, max_unlabeled=args.max_unlabeled)
+        _, labeled, pool = fashion_pools(raw, seed, args.labels_per_class, args.max_unlabeled, args.train_subset)
         f_lab = combined(features(model, image_array(labeled), args.image_size, args.layers), args.combine)
         f_pool = combined(features(model, image_array(pool), args.image_size, args.layers), args.combine)
         y_lab, y_pool = np.array(labeled["label"]), np.array(pool["ssl_truth"])
@@ -115,10 +110,8 @@ def main() -> None:
     print(f"\n{'features':12s} {'spreading':>10s} {'probe':>7s} {'oracle':>7s}   (means over seeds {args.seeds})")
     for name, row in summary.items():
         print(f"{name:12s} {row['label_spreading']:10.3f} {row['probe']:7.3f} {row['pool_oracle_probe']:7.3f}")
-    report = {"setting": vars(args), "runs": runs, "summary": summary, "seconds": round(time.time() - start, 1),
-              "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
     if args.out:
-        write_text_atomic(os.path.dirname(args.out) or ".", os.path.basename(args.out), json.dumps(report, indent=1))
+        write_result(args.out, {"runs": runs, "summary": summary}, run)
 
 
 if __name__ == "__main__":

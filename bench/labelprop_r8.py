@@ -6,30 +6,24 @@ measured on the R8 test rows. Arms: `LabelPropagator` with its defaults, a sweep
 is reported; the sweep is scored on the test rows, so its best entry is an optimistic figure), scikit-learn
 `LabelSpreading(kernel="knn", n_neighbors=10)` and a linear probe (logistic regression on the 40 labeled rows).
 
-    python bench/labelprop_r8.py --seeds 0 1 2 --out bench/results/labelprop_r8.json
+    python -m bench.labelprop_r8 --seeds 0 1 2 --out bench/results/labelprop_r8.json
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
-import statistics
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.common import PROBE_C, make_parser, start_run, summary, write_result
 from hf_ssl import LabelPropagator, encode, load_text_dataset, minilm_path, sample_per_class
 from hf_ssl.assets.wheels import cache_dir
 
-SWEEP = {"n_neighbors": [5, 10, 20, 50], "alpha": [0.9, 0.99, 0.999], "power": [1, 3, 5],
-         "class_balance": [False, True]}
-PROBE_C = 10.0  # same probe as bench/selftrain_r8.py
+SWEEP = {"n_neighbors": [5, 10, 20, 50], "alpha": [0.9, 0.99, 0.999], "power": [1, 3, 5]}
 CONVERGED_MAX_ITER = 1000  # the defaults stop CG at 30 iterations; this arm lets it converge
 
 
@@ -68,25 +62,23 @@ def labeled_rows(train, k: int, seed: int) -> np.ndarray:
     return np.asarray(labeled["row"])
 
 
-def summary(values: list[float]) -> dict[str, Any]:
-    return {"mean": statistics.mean(values), "min": min(values), "max": max(values),
-            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
-
-
 def run_propagator(X: np.ndarray, y: np.ndarray, truth: np.ndarray, test: slice, **params: Any) -> dict[str, Any]:
     model = LabelPropagator(**params).fit(X, y)
     return {"accuracy": float((model.transduction_[test] == truth[test]).mean()), "converged": bool(model.converged_),
             "n_iter": int(model.n_iter_), "seconds": round(model.timings_["total"], 3), "index": model.index_}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, out="bench/results/labelprop_r8.json", seeds=[0, 1, 2])
     parser.add_argument("--labels_per_class", type=int, default=5)
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--no_sweep", action="store_true", help="skip the LabelPropagator parameter sweep")
-    parser.add_argument("--out", default="bench/results/labelprop_r8.json")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
 
     from sklearn.linear_model import LogisticRegression
     from sklearn.semi_supervised import LabelSpreading
@@ -140,11 +132,10 @@ def main() -> None:
         sweep.sort(key=lambda entry: -entry["mean"])
 
     default_mean = arms["label_propagator_default"]["mean"]
-    report = {"setting": {**vars(args), "transductive": "graph over train+test, labels on sampled train rows only",
-                          "metric": "accuracy on the R8 test rows"},
+    report = {"protocol": {"transductive": "graph over train+test, labels on sampled train rows only",
+                           "metric": "accuracy on the R8 test rows"},
               "embeddings": data["meta"], "arms": arms, "sweep_scored_on_test": sweep,
-              "targets": {"label_propagator_default_mean_ge_0.90": default_mean >= 0.90},
-              "platform": {"python": platform.python_version(), "machine": platform.machine()}}
+              "targets": {"label_propagator_default_mean_ge_0.90": default_mean >= 0.90}}
 
     print(f"{'arm':<40} {'mean':>7} {'min':>7} {'max':>7}  per seed (converged)")
     for name, arm in arms.items():
@@ -156,16 +147,13 @@ def main() -> None:
         print(f"LabelPropagator sweep ({len(sweep)} settings, scored on test rows; * = some seed not converged):")
         for entry in sweep:
             p = entry["params"]
-            label = (f"k={p['n_neighbors']:<3} alpha={p['alpha']:<5} power={p['power']} "
-                     f"balance={p['class_balance']!s:<5}")
+            label = f"k={p['n_neighbors']:<3} alpha={p['alpha']:<5} power={p['power']}"
             flag = "" if all(entry["converged"]) else " *"
             seeds = " ".join(f"{v:.4f}" for v in entry["values"])
             print(f"  {label} {entry['mean']:7.4f}  {seeds}{flag}")
     print(f"target LabelPropagator default mean >= 0.90: {'met' if default_mean >= 0.90 else 'MISSED'} "
           f"({default_mean:.4f})")
-    Path(os.path.dirname(args.out) or ".").mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2, default=str)
+    write_result(args.out, report, run)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Scale benchmark: scikit-learn LabelSpreading(kernel="knn") vs hf_ssl LabelPropagator on clustered 384-d data.
 
 Usage:
-    python bench/labelprop_scale.py --n 50000      # sklearn vs LabelPropagator (approximate and exact index)
-    python bench/labelprop_scale.py --n 1000000    # LabelPropagator only: time and peak RSS
+    python -m bench.labelprop_scale --n 50000      # sklearn vs LabelPropagator (approximate and exact index)
+    python -m bench.labelprop_scale --n 1000000    # LabelPropagator only: time and peak RSS
 
 Each class is a mixture of a few Gaussian modes on the unit sphere with enough noise that kNN neighbourhoods are
 mixed; about 1% of each class is labeled. Accuracy is measured on the unlabeled rows. Results go to
@@ -12,16 +12,14 @@ bench/results/labelprop_scale_<n>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.common import RESULTS, make_parser, start_run, write_result
 from hf_ssl.graph.propagation import LabelPropagator
 
 
@@ -116,8 +114,8 @@ def run_propagator(X: np.ndarray, y: np.ndarray, truth: np.ndarray, exact: tuple
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, seed=0)
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--classes", type=int, default=10)
@@ -128,11 +126,15 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10, help="neighbours for both methods")
     parser.add_argument("--compare-max-n", type=int, default=200_000,
                         help="above this n, only the default LabelPropagator runs (no sklearn, no exact index)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recall_sample", type=int, default=2000,
                         help="rows whose exact neighbours are computed to measure the index's recall@k (0: skip)")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.out = args.out or str(RESULTS / f"labelprop_scale_{args.n}.json")
+    run = start_run(args, __file__, argv)
 
     start = time.perf_counter()
     X, truth = make_data(args.n, args.dim, args.classes, args.modes, args.spread, args.noise, args.seed)
@@ -141,7 +143,6 @@ def main() -> None:
         "n": args.n, "dim": args.dim, "classes": args.classes, "labeled": int((y >= 0).sum()),
         "data": {"modes": args.modes, "spread": args.spread, "noise": args.noise, "seed": args.seed},
         "data_seconds": round(time.perf_counter() - start, 2), "rss_after_data_mb": round(peak_rss_mb(), 1),
-        "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "python": platform.python_version()},
     }
     print(f"n={args.n} dim={args.dim} classes={args.classes} labeled={result['labeled']} "
           f"(data {result['data_seconds']} s, RSS {result['rss_after_data_mb']} MB, load {os.getloadavg()[0]:.2f})",
@@ -181,10 +182,7 @@ def main() -> None:
                   f"accuracy difference {result['accuracy_gain_points'][name]:+.2f} points")
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
 
-    out = args.out or Path(__file__).resolve().parent / "results" / f"labelprop_scale_{args.n}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_result(args.out, result, run)}")
 
 
 if __name__ == "__main__":

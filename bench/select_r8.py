@@ -1,45 +1,40 @@
 """Which 40 Reuters R8 training documents to label: k-means representatives vs a random draw, 3 seeds.
 
-Uses the same frozen all-MiniLM-L6-v2 embeddings as bench/labelprop_r8.py (cached). For each seed and strategy,
+Uses the same frozen all-MiniLM-L6-v2 embeddings as `bench.labelprop_r8` (cached). For each seed and strategy,
 `select_for_labeling(X_train, budget=40, ...)` picks 40 train rows; a logistic regression trained on them with their
 true labels is scored on the R8 test rows, and `propagate_cluster_labels` (every train row takes the label of its
 most similar selected row) is scored on the train rows.
 
-    python bench/select_r8.py --seeds 0 1 2 --out bench/results/select_r8.json
+    python -m bench.select_r8 --seeds 0 1 2 --out bench/results/select_r8.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from labelprop_r8 import PROBE_C, r8_embeddings
 from sklearn.linear_model import LogisticRegression
 
+from bench.common import PROBE_C, make_parser, start_run, summary, write_result
+from bench.labelprop_r8 import r8_embeddings
 from hf_ssl import propagate_cluster_labels, select_for_labeling
 
 STRATEGIES = ("kmeans", "random")
 
 
-def summary(values: list[float]) -> dict[str, Any]:
-    return {"mean": statistics.mean(values), "min": min(values), "max": max(values),
-            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, out="bench/results/select_r8.json", seeds=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--max_length", type=int, default=128)
-    parser.add_argument("--out", default="bench/results/select_r8.json")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
 
     data = r8_embeddings(args.max_length)
     X, truth, n_train = data["X"], data["labels"], data["n_train"]
@@ -70,9 +65,8 @@ def main() -> None:
                           for key in ("test_accuracy", "propagated_train_accuracy",
                                       "propagated_unselected_train_accuracy", "classes_covered")}
     kmeans_better = arms["kmeans"]["test_accuracy"]["mean"] > arms["random"]["test_accuracy"]["mean"]
-    report = {"setting": vars(args), "embeddings": data["meta"], "classifier": {"C": PROBE_C, "max_iter": 2000},
-              "arms": arms, "runs": runs, "targets": {"kmeans_beats_random_on_average": kmeans_better},
-              "platform": {"python": platform.python_version(), "machine": platform.machine()}}
+    report = {"embeddings": data["meta"], "classifier": {"C": PROBE_C, "max_iter": 2000},
+              "arms": arms, "runs": runs, "targets": {"kmeans_beats_random_on_average": kmeans_better}}
 
     print(f"{'strategy':<8} {'metric':<38} {'mean':>7}  per seed")
     for strategy in STRATEGIES:
@@ -80,9 +74,7 @@ def main() -> None:
             seeds = " ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in stats["values"])
             print(f"{strategy:<8} {key:<38} {stats['mean']:7.4f}  {seeds}")
     print(f"target kmeans beats random (mean test accuracy): {'met' if kmeans_better else 'MISSED'}")
-    Path(os.path.dirname(args.out) or ".").mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
+    write_result(args.out, report, run)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Every arm uses the packaged all-MiniLM-L6-v2. Labeled-only fine-tuning is round 
 (same optimizer, schedule, epochs and batch size as each self-training round); the linear probe is a
 logistic regression on frozen mean-pooled embeddings of the same 40 labeled texts.
 
-    python bench/selftrain_r8.py --seeds 0 1 2 --out bench/results/selftrain_r8.json
+    python -m bench.selftrain_r8 --seeds 0 1 2 --out bench/results/selftrain_r8.json
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+from bench.common import PROBE_C, make_parser, start_run, summary, unlabeled_limit, write_result
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, load_text_dataset, minilm_path, sample_per_class
 from hf_ssl.data.metrics import classification_metrics
 
@@ -43,7 +43,7 @@ def embed(texts: list[str], tokenizer, model, max_length: int, batch_size: int =
 def run_seed(seed: int, args: argparse.Namespace, raw, tokenizer, test_embeddings: np.ndarray | None) -> dict:
     names = raw["train"].features["label"].names
     labeled, unlabeled = sample_per_class(raw["train"], args.labels_per_class, seed=seed,
-                                          max_unlabeled=None if args.max_unlabeled < 0 else args.max_unlabeled)
+                                          max_unlabeled=unlabeled_limit(args.max_unlabeled))
     test = raw["test"]
 
     def tokenize(batch):
@@ -54,7 +54,7 @@ def run_seed(seed: int, args: argparse.Namespace, raw, tokenizer, test_embedding
     if test_embeddings is not None:
         encoder = AutoModel.from_pretrained(minilm_path())
         x = embed(labeled["text"], tokenizer, encoder, args.max_length)
-        probe = LogisticRegression(C=10.0, max_iter=2000).fit(x, labeled["label"])
+        probe = LogisticRegression(C=PROBE_C, max_iter=2000).fit(x, labeled["label"])
         result["linear_probe"] = float((probe.predict(test_embeddings) == np.asarray(test["label"])).mean())
     model = AutoModelForSequenceClassification.from_pretrained(
         minilm_path(), num_labels=len(names), id2label=dict(enumerate(names)),
@@ -77,22 +77,20 @@ def run_seed(seed: int, args: argparse.Namespace, raw, tokenizer, test_embedding
     return result
 
 
-def summary(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "min": min(values), "max": max(values),
-            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, out="bench/results/selftrain_r8.json", seeds=[0, 1, 2])
     parser.add_argument("--labels_per_class", type=int, default=5)
     parser.add_argument("--max_unlabeled", type=int, default=1500)
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--config", default="{}", help="JSON of SelfTrainingConfig overrides")
     parser.add_argument("--no_probe", action="store_true")
     parser.add_argument("--workdir", default="/tmp/hf_ssl_bench")
-    parser.add_argument("--out", default="bench/results/selftrain_r8.json")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
     raw = load_text_dataset("reuters-r8")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     test_embeddings = None
@@ -100,7 +98,7 @@ def main() -> None:
         test_embeddings = embed(raw["test"]["text"], tokenizer, AutoModel.from_pretrained(minilm_path()),
                                 args.max_length)
     runs = [run_seed(seed, args, raw, tokenizer, test_embeddings) for seed in args.seeds]
-    report = {"setting": vars(args), "config": SelfTrainingConfig(output_dir="x", **json.loads(args.config)).to_dict(),
+    report = {"config": SelfTrainingConfig(output_dir="x", **json.loads(args.config)).to_dict(),
               "runs": runs}
     for arm in ("labeled_only", "self_training", "linear_probe"):
         if all(arm in r for r in runs):
@@ -112,9 +110,7 @@ def main() -> None:
         if key in report:
             s = report[key]
             print(f"{key:>14}: mean {s['mean']:.4f}  min {s['min']:.4f}  max {s['max']:.4f}  sd {s['stdev']:.4f}")
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2, default=str)
+    write_result(args.out, report, run)
 
 
 if __name__ == "__main__":
