@@ -28,7 +28,7 @@ from transformers import AutoModelForImageClassification, AutoModelForSequenceCl
 
 from bench.common import make_parser, start_run, write_result
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, dinov2_path, load_text_dataset, minilm_path, sample_per_class
-from hf_ssl.data.collators import SSL_COLUMNS, concat_inputs, make_views
+from hf_ssl.data.collators import concat_inputs
 
 
 def pools(model_name: str, n_unlabeled: int, max_length: int, image_size: int):
@@ -73,9 +73,7 @@ def measure(args: argparse.Namespace, model, tokenizer, labeled, unlabeled, plac
     model.train()
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     # Fixed views for the raw step (same shapes as the SSL step's).
-    views = trainer.next_unlabeled_batch()
-    if "weak" not in views:
-        views = make_views(views, trainer.augmenter, 1, "strong_", (*SSL_COLUMNS, "ssl_truth"))
+    views = trainer.next_unlabeled_views()
     labeled_inputs = {k: v for k, v in batch.items() if k not in ("labels", "ssl_index", "ssl_truth")}
     labels = batch["labels"]
     pad = int(getattr(tokenizer, "pad_token_id", None) or 0)
