@@ -10,7 +10,7 @@ from conftest import text_pool, tiny_bert
 from datasets import Dataset
 from transformers import TrainingArguments
 
-from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
+from hf_ssl import ConsistencyConfig, LabelPropagationConfig, SelfTrainingConfig, SelfTrainingTrainer, SSLConfig
 from hf_ssl.trainer.state import save_ssl_state
 
 
@@ -188,3 +188,9 @@ def test_consistency_resume_with_another_method(tmp_path, pools, tokenizer):
                                  train_dataset=labeled, unlabeled_dataset=unlabeled, processing_class=tokenizer)
     with pytest.raises(ValueError, match="'uda' run but method is 'fixmatch'"):
         trainer.train(resume_from_checkpoint=folder)
+
+
+@pytest.mark.parametrize("config_class", [SSLConfig, SelfTrainingConfig, ConsistencyConfig, LabelPropagationConfig])
+def test_output_dir_is_the_first_positional_argument_of_every_config(tmp_path, config_class):
+    config = config_class(str(tmp_path / "out"), report_to="none")
+    assert config.output_dir == str(tmp_path / "out")

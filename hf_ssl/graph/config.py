@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 __all__ = ["GraphConfig"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GraphConfig:
     """Fields of the label-spreading graph over the model's embeddings of the labeled and unlabeled pools.
 
