@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 from huggingface_hub import ModelCard
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert
 from datasets import concatenate_datasets
+from helpers.tiny import tiny_bert
 from transformers import ViTConfig, ViTForImageClassification
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, LabelPropagator, encode

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 
 from hf_ssl import LabelPropagationConfig, LabelPropagationTrainer
 from hf_ssl.data.metrics import classification_metrics

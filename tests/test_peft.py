@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 from huggingface_hub import ModelCard
 from peft import LoraConfig, PeftModel
 

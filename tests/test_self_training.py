@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import torch
-from conftest import tiny_bert
 from datasets import load_from_disk
+from helpers.tiny import tiny_bert
 from transformers import TrainerCallback, ViTConfig, ViTForImageClassification
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
