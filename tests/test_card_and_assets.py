@@ -51,14 +51,6 @@ def test_whole_rendered_card(tmp_path, pools, tokenizer):
     assert result["metrics"][0] == {"type": "accuracy", "value": 0.75}
 
 
-def test_card_written_by_save_model(tmp_path, pools, tokenizer):
-    trainer = card_trainer(tmp_path, pools, tokenizer)
-    trainer.save_model(str(tmp_path / "saved"))
-    card = ModelCard.load(tmp_path / "saved" / "README.md")
-    assert "| 0 | 0.5000 | 30 | 30 | 0.910 | 0.900 | c0: 10, c1: 12, c2: 8 |" in card.text
-    assert (tmp_path / "saved" / "model.safetensors").exists()
-
-
 def test_template_ships_in_the_wheel(tmp_path):
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
