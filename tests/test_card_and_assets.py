@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 from huggingface_hub import ModelCard
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
@@ -49,14 +49,6 @@ def test_whole_rendered_card(tmp_path, pools, tokenizer):
     assert data["datasets"] == ["reuters-r8"]
     result = data["model-index"][0]["results"][0]
     assert result["metrics"][0] == {"type": "accuracy", "value": 0.75}
-
-
-def test_card_written_by_save_model(tmp_path, pools, tokenizer):
-    trainer = card_trainer(tmp_path, pools, tokenizer)
-    trainer.save_model(str(tmp_path / "saved"))
-    card = ModelCard.load(tmp_path / "saved" / "README.md")
-    assert "| 0 | 0.5000 | 30 | 30 | 0.910 | 0.900 | c0: 10, c1: 12, c2: 8 |" in card.text
-    assert (tmp_path / "saved" / "model.safetensors").exists()
 
 
 def test_template_ships_in_the_wheel(tmp_path):

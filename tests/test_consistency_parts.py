@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 from transformers import DataCollatorWithPadding
 
 from hf_ssl.augment.text import TextAugmenter

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 from transformers import ViTConfig, ViTForImageClassification
 
 from hf_ssl import ConsistencyConfig, ConsistencyTrainer, ImageAugmenter

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS, text_pool, tiny_bert
 from datasets import Dataset
-from encode_mp_script import variable_texts
-from mp_launch import launch
+from helpers.mp_launch import HELPERS, launch
+from helpers.tiny import WORDS, text_pool, tiny_bert, variable_texts
 from transformers import (
     BertConfig,
     CLIPConfig,
@@ -29,7 +27,6 @@ from transformers import (
 
 from hf_ssl import encode
 
-HERE = Path(__file__).resolve().parent
 TINY = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32}
 VOCAB = len(WORDS) + 5
 
@@ -295,8 +292,8 @@ def test_argument_errors(tokenizer):
 @pytest.mark.slow
 def test_two_processes_return_every_row_in_order(tmp_path, tokenizer):
     tokenizer.save_pretrained(tmp_path / "tok")
-    # 2 gloo processes (see tests/mp_launch.py); the script's Accelerator(cpu=True) keeps them on CPU
-    launch(HERE / "encode_mp_script.py", [str(tmp_path / "tok"), str(tmp_path), "37"], nproc=2, timeout=300)
+    # 2 gloo processes (see tests/helpers/mp_launch.py); the script's Accelerator(cpu=True) keeps them on CPU
+    launch(HELPERS / "mp_encode_script.py", [str(tmp_path / "tok"), str(tmp_path), "37"], nproc=2, timeout=300)
     single = encode(tiny_bert(seed=0), Dataset.from_dict({"text": variable_texts(37)}), tokenizer, batch_size=4,
                     max_length=16, show_progress=False)
     for rank in range(2):

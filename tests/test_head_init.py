@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 from peft import LoraConfig
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import DataLoader

@@ -1,5 +1,5 @@
 """Several CPU processes (gloo) through `accelerate launch --multi_gpu --num_processes 2` with ``use_cpu``; see
-tests/mp_launch.py.
+tests/helpers/mp_launch.py.
 
 The trainer scripts compare 2 processes with 1 process and twice the per-device batch (the same global batch). They
 turn dropout off, so the two runs differ only by float summation order (gradients all-reduced over two halves,
@@ -16,11 +16,9 @@ import json
 import numpy as np
 import pytest
 from datasets import load_from_disk
+from helpers.mp_launch import HELPERS, ROOT, launch, two_vs_one
 from huggingface_hub import ModelCard
-from mp_launch import HERE, launch, two_vs_one
 from safetensors import safe_open
-
-ROOT = HERE.parent
 
 EVAL_ROWS = 61  # size of the scripts' evaluation pool
 
@@ -122,7 +120,7 @@ def test_recipe_under_two_processes_writes_its_outputs_once(tmp_path, recipe, fl
     """Each recipe under `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu true` on its real default
     model (packaged MiniLM / DINOv2), shrunk to seconds: exit code 0, outputs written by the main process only."""
     out, writes = tmp_path / "out", tmp_path / "writes"
-    result = launch(HERE / "mp_audit_run.py", [str(out), str(writes), str(ROOT / "recipes" / recipe),
+    result = launch(HELPERS / "mp_audit_run.py", [str(out), str(writes), str(ROOT / "recipes" / recipe),
                                                "--output_dir", str(out), "--use_cpu", "true", *flags], nproc=2)
     # printed once (the prints sit with the summary's write, behind the main-process check)
     assert result.stdout.count(last_line) == 1, result.stdout[-2000:]

@@ -7,7 +7,7 @@ import os
 from types import SimpleNamespace
 
 import transformers.trainer
-from conftest import tiny_bert
+from helpers.tiny import tiny_bert
 from huggingface_hub import ModelCard
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer

@@ -6,8 +6,8 @@ import math
 import os
 
 import pytest
-from conftest import text_pool, tiny_bert
 from datasets import Dataset
+from helpers.tiny import text_pool, tiny_bert
 from transformers import TrainingArguments
 
 from hf_ssl import ConsistencyConfig, LabelPropagationConfig, SelfTrainingConfig, SelfTrainingTrainer, SSLConfig

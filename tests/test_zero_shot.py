@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import WORDS, tiny_bert
 from datasets import Array3D, ClassLabel, Dataset, DatasetDict, Features
+from helpers.tiny import WORDS, tiny_bert
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
 from hf_ssl import LabelPropagator, class_text_embeddings, encode, zero_shot_probabilities

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+HELPERS = Path(__file__).resolve().parent  # the scripts launched by the tests
+ROOT = HELPERS.parents[1]  # the repository
 
 
 def free_port() -> int:
@@ -50,8 +51,8 @@ def two_vs_one(script: str, tokenizer: Any, tmp_path: Path, batch_size: int) -> 
     tokenizer.save_pretrained(tmp_path / "tok")
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
-    launch(HERE / script, [str(tmp_path / "tok"), str(two), str(batch_size)], nproc=2)
-    launch(HERE / script, [str(tmp_path / "tok"), str(one), str(2 * batch_size)], nproc=1)
+    launch(HELPERS / script, [str(tmp_path / "tok"), str(two), str(batch_size)], nproc=2)
+    launch(HELPERS / script, [str(tmp_path / "tok"), str(one), str(2 * batch_size)], nproc=1)
     ranks = [json.loads((two / f"rank{i}.json").read_text()) for i in range(2)]
     single = json.loads((one / "rank0.json").read_text())
     assert [r["world_size"] for r in ranks] == [2, 2] and single["world_size"] == 1

@@ -1,6 +1,6 @@
 """Run a recipe as ``__main__`` while recording which files this process writes under a folder.
 
-    python tests/mp_audit_run.py <watched_dir> <log_dir> recipes/x.py [recipe args...]
+    python tests/helpers/mp_audit_run.py <watched_dir> <log_dir> recipes/x.py [recipe args...]
 
 Every file opened for writing, and every rename into place, under ``watched_dir`` is appended (one path a line) to
 ``log_dir/writes-rank<RANK>.txt`` when the process exits, so a test can check that only the main process wrote the

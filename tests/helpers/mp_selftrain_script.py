@@ -7,11 +7,11 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for helpers
 
-from conftest import text_pool, tiny_bert  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
+from helpers.tiny import text_pool, tiny_bert  # noqa: E402
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, sample_per_class  # noqa: E402
 from hf_ssl.data.metrics import classification_metrics  # noqa: E402
 from hf_ssl.scripts.utils import leave_together  # noqa: E402

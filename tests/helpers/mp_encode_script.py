@@ -7,22 +7,16 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for helpers
 
 import numpy as np  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from conftest import WORDS, tiny_bert  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
+from helpers.tiny import tiny_bert, variable_texts  # noqa: E402
 from hf_ssl import encode  # noqa: E402
 from hf_ssl.scripts.utils import leave_together  # noqa: E402
-
-
-def variable_texts(n: int, seed: int = 0) -> list[str]:
-    """Texts of 1 to 12 random words, so that token lengths vary a lot."""
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 13))).tolist()) for _ in range(n)]
 
 
 def main(tokenizer_dir: str, out: str, n: int) -> None:

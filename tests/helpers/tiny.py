@@ -1,0 +1,57 @@
+"""Tiny random models and keyword-text pools built in the tests (no download, a few milliseconds each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, Features, Value
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "fox", "golf", "hotel", "india", "juliet", "kilo", "lima"]
+
+
+def word_tokenizer(folder: Path) -> BertTokenizerFast:
+    """A word-level BERT tokenizer over the special tokens and `WORDS`, written to ``folder``."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return BertTokenizerFast.from_pretrained(str(folder))
+
+
+def tiny_bert(num_labels: int = 3, seed: int = 0, **config) -> BertForSequenceClassification:
+    """A 2-layer BERT with hidden size 16 over the `word_tokenizer` vocabulary, initialised from ``seed``."""
+    import torch
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+                     **({"initializer_range": 0.2} | config))
+    return BertForSequenceClassification(cfg)
+
+
+def make_texts(n: int, num_labels: int = 3, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Texts whose class is signalled by a class keyword among random filler words."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        y = int(rng.integers(num_labels))
+        filler = rng.choice(WORDS[num_labels:], size=3).tolist()
+        filler.insert(int(rng.integers(4)), WORDS[y])
+        filler.insert(int(rng.integers(5)), WORDS[y])
+        texts.append(" ".join(filler))
+        labels.append(y)
+    return texts, labels
+
+
+def text_pool(tokenizer, n: int, num_labels: int = 3, seed: int = 0, label_name: str = "label") -> Dataset:
+    """`make_texts` as a tokenized dataset with a `ClassLabel` column ``label_name`` (classes c0, c1, ...)."""
+    texts, labels = make_texts(n, num_labels, seed)
+    features = Features({"text": Value("string"), label_name: ClassLabel(names=[f"c{i}" for i in range(num_labels)])})
+    data = Dataset.from_dict({"text": texts, label_name: labels}, features=features)
+    return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=16), batched=True)
+
+
+def variable_texts(n: int, seed: int = 0) -> list[str]:
+    """Texts of 1 to 12 random words, so that token lengths vary a lot."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 13))).tolist()) for _ in range(n)]
