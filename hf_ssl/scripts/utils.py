@@ -187,6 +187,7 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
     from hf_ssl.trainer.base_config import labeled_only_config
     from hf_ssl.trainer.base_trainer import SSLTrainer
     from hf_ssl.trainer.consistency_trainer import ConsistencyTrainer
+    from hf_ssl.utils import write_text_atomic
 
     summary: dict[str, Any] = {"labeled": len(labeled), "unlabeled": len(unlabeled), "test": len(test),
                                "method": config.method, "threshold_strategy": config.threshold_strategy}
@@ -207,8 +208,7 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
     if trainer.is_world_process_zero():
         summary["accuracy"] = final["eval_accuracy"]
         summary["epochs"] = trainer.epoch_records
-        with open(os.path.join(config.output_dir, "summary.json"), "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
+        write_text_atomic(config.output_dir, "summary.json", json.dumps(summary, indent=2))
         if "labeled_only_accuracy" in summary:
             print(f"labeled-only accuracy: {summary['labeled_only_accuracy']:.4f}")
         print(f"{config.method} accuracy: {final['eval_accuracy']:.4f}")

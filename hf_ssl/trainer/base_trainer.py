@@ -19,7 +19,6 @@ from accelerate.logging import get_logger
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_ssl.data.collators import SSL_COLUMNS, SSLDataCollator
 from hf_ssl.data.sampling import UnlabeledBatchSampler
@@ -33,9 +32,9 @@ from hf_ssl.data.validation import (
 )
 from hf_ssl.methods.head_init import init_head_from_probe
 from hf_ssl.trainer.base_config import SSLConfig
+from hf_ssl.trainer.checkpointing import CheckpointingMixin
 from hf_ssl.trainer.model_card import MethodInfo, SSLModelCardData, last_eval_metrics, render_model_card
 from hf_ssl.trainer.peft_utils import wrap_with_peft
-from hf_ssl.trainer.state import load_ssl_state, save_ssl_state
 from hf_ssl.utils import write_text_atomic
 
 logger = get_logger(__name__)
@@ -43,7 +42,7 @@ logger = get_logger(__name__)
 __all__ = ["SSLTrainer"]
 
 
-class SSLTrainer(Trainer):
+class SSLTrainer(CheckpointingMixin, Trainer):
     """A `Trainer` with an unlabeled pool.
 
     Built like any `Trainer`, plus ``unlabeled_dataset``. Subclasses implement a method by overriding
@@ -294,30 +293,23 @@ class SSLTrainer(Trainer):
         return {"method": self.method_name, "unlabeled_batches_consumed": self.unlabeled_batches_consumed,
                 "stream": self._stream_name}
 
-    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the state written by `ssl_state_dict`; refuses a checkpoint of another method."""
+    def check_ssl_state(self, state: dict[str, Any]) -> None:
+        """Raise a ValueError if ``state`` (of `ssl_state_dict`) was not written by a run this trainer can resume:
+        another method here; subclasses add their own checks."""
         if state.get("method") != self.method_name:
             raise ValueError(
                 f"resume_from_checkpoint points to a checkpoint of method {state.get('method')!r}, but this is a "
                 f"{type(self).__name__} ({self.method_name!r}). Resume with the trainer that wrote it."
             )
+
+    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state written by `ssl_state_dict`, after `check_ssl_state`."""
+        self.check_ssl_state(state)
         self.unlabeled_batches_consumed = int(state.get("unlabeled_batches_consumed", 0))
         if self._stream_loader is not None:
             self.set_unlabeled_stream(self._stream_dataset, start_batch=self.unlabeled_batches_consumed,
                                       name=self._stream_name or "unlabeled", collate_fn=self._stream_collate_fn,
                                       extra_columns=tuple(self._stream_dataset.column_names))
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        if self.args.should_save:
-            save_ssl_state(folder, self.ssl_state_dict())
-        super()._save_checkpoint(model, trial)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        state = load_ssl_state(resume_from_checkpoint)
-        if state is not None:
-            self.load_ssl_state_dict(state)
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     # ----------------------------------------------------------------- model card
     def method_info(self) -> MethodInfo:

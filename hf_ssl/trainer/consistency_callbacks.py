@@ -25,10 +25,15 @@ class EMAUpdate(TrainerCallback):
 
 
 class EpochRecord(TrainerCallback):
-    """Closes the trainer's per-epoch unlabeled statistics (``trainer.close_epoch_record``) at each epoch end."""
+    """Closes the trainer's per-epoch unlabeled statistics (``trainer.close_epoch_record``) at each epoch end, and at
+    the start of a run resumed from a checkpoint written at the last step of an epoch (before that epoch's end)."""
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.epoch and float(state.epoch).is_integer():
+            self.trainer.close_epoch_record(state.epoch)
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer.close_epoch_record(state.epoch or 0.0)

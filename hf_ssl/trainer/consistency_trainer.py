@@ -233,20 +233,23 @@ class ConsistencyTrainer(GraphPriorMixin, ContrastiveAdaptationMixin, SSLTrainer
             state["ema"] = self.ema.state_dict()
         return state
 
-    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_ssl_state_dict(state)
+    def check_ssl_state(self, state: dict[str, Any]) -> None:
+        super().check_ssl_state(state)
         if state.get("consistency_method") != self.args.method:
             raise ValueError(
                 f"resume_from_checkpoint holds a {state.get('consistency_method')!r} run but method is "
                 f"{self.args.method!r}; resume with the same ConsistencyConfig.method."
             )
+        if self.ema is not None and "ema" not in state:
+            raise ValueError("the checkpoint has no EMA teacher state; resume with the same use_ema_teacher.")
+
+    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_ssl_state_dict(state)
         self.masker.load_state_dict(state["thresholds"])
         self.model_prior = state["model_prior"].clone()
         self.epoch_records = list(state.get("epoch_records", []))
         self._epoch_sums = {k: (float(v[0]), int(v[1])) for k, v in state.get("epoch_sums", {}).items()}
         if self.ema is not None:
-            if "ema" not in state:
-                raise ValueError("the checkpoint has no EMA teacher state; resume with the same use_ema_teacher.")
             self.ema.load_state_dict(state["ema"])
 
     def method_info(self) -> MethodInfo:

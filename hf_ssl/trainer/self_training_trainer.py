@@ -8,19 +8,15 @@ plus pseudo-labeled batches. It stops after ``max_rounds`` or when no new row pa
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import re
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate.logging import get_logger
 from datasets import ClassLabel, Dataset, Value
-from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+from transformers.trainer_utils import TrainOutput, set_seed
 
 from hf_ssl.methods.pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
 from hf_ssl.trainer.base_trainer import SSLTrainer
@@ -28,7 +24,8 @@ from hf_ssl.trainer.dataset_card import PseudoLabelCardData, pseudo_label_datase
 from hf_ssl.trainer.model_card import format_cell, format_counts
 from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
-from hf_ssl.trainer.state import SSL_STATE_NAME, load_ssl_state
+from hf_ssl.trainer.state import checkpoint_folders, load_ssl_state
+from hf_ssl.utils import staged_folder, write_file_atomic
 
 logger = get_logger(__name__)
 
@@ -36,6 +33,7 @@ __all__ = ["SelfTrainingTrainer"]
 
 ROUNDS_FILE = "self_training_rounds.json"
 ROUND_DIR_PREFIX = "checkpoint-round-"
+INITIAL_WEIGHTS_NAME = "checkpoint-initial-weights.pt"
 
 
 class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
@@ -88,29 +86,32 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None,
               ignore_keys_for_eval: list[str] | None = None, **kwargs: Any) -> TrainOutput:
         """Run the rounds; each is one `Trainer.train` (fresh optimizer and schedule), so callbacks see one
-        ``on_train_begin`` / ``on_train_end`` per round and ``state.global_step`` restarts each round.
+        ``on_train_begin`` / ``on_train_end`` per round and ``state.global_step`` restarts each round. Round r starts
+        from ``set_seed(seed + r)``; with ``reset_model_each_round`` and checkpoints, the initial weights are saved
+        once (``output_dir/checkpoint-initial-weights.pt``), so a resumed run resets to them whatever model it was
+        given.
 
         Parameters:
             resume_from_checkpoint (`str` or `bool` or `None`, defaults to `None`): a checkpoint folder, or `True`
-                for the latest one under ``output_dir/checkpoint-round-*``.
+                for the latest complete one under ``output_dir/checkpoint-round-*``.
             trial (*optional*): hyperparameter-search trial, as in `Trainer.train`.
             ignore_keys_for_eval (`list[str]` or `None`, defaults to `None`): as in `Trainer.train`.
         """
-        checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+        checkpoint = self.find_checkpoint(resume_from_checkpoint)
         start = 0
         if checkpoint is not None:
-            state = load_ssl_state(checkpoint)
-            if state is None:
-                raise ValueError(f"{checkpoint} holds no hf_ssl state ({SSL_STATE_NAME}); it was not written by an "
-                                 "hf_ssl trainer. Pass resume_from_checkpoint= a checkpoint of this run.")
-            self.load_ssl_state_dict(state)
+            self.load_ssl_state_dict(load_ssl_state(checkpoint))
             start = self.round
+            self._load_initial_weights(checkpoint)
+        else:
+            self._save_initial_weights(trial)
         output = None
         for r in range(start, self.args.max_rounds + 1):
             self.round = r
             resuming = checkpoint is not None and r == start
             if r > 0 and not resuming and self._initial_state is not None:
                 self.model.load_state_dict(self._initial_state)
+            set_seed(self.args.seed + r)  # what follows in the round does not depend on how the last one ended
             if r > 0:
                 self._stream_pseudo_labels(start_batch=self.unlabeled_batches_consumed if resuming else 0)
             self.optimizer, self.lr_scheduler = None, None
@@ -132,6 +133,25 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
                 break
         self.clear_unlabeled_stream()
         return output
+
+    def _save_initial_weights(self, trial: Any) -> None:
+        """Keep the weights each round resets to beside the checkpoints (when there are checkpoints to resume)."""
+        if self._initial_state is None or not self.args.should_save or self.args.save_strategy == "no":
+            return
+        path = os.path.join(SSLTrainer._get_output_dir(self, trial), INITIAL_WEIGHTS_NAME)
+        write_file_atomic(path, lambda handle: torch.save(self._initial_state, handle))
+
+    def _load_initial_weights(self, checkpoint: str) -> None:
+        """On a resume, reset later rounds to the initial weights of the run that wrote ``checkpoint``."""
+        if self._initial_state is None or self.round >= self.args.max_rounds:
+            return
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(checkpoint))), INITIAL_WEIGHTS_NAME)
+        if os.path.exists(path):
+            self._initial_state = torch.load(path, weights_only=True, map_location="cpu")
+        else:
+            logger.warning(f"{path} is missing: the rounds after round {self.round} restart from the weights of the "
+                           "model given to this trainer, not necessarily those of the interrupted run.",
+                           main_process_only=True)
 
     def _pseudo_label_round(self, record: dict[str, Any]) -> int:
         """Label the unlabeled pool with the current model; update the pseudo-labels; return the number new."""
@@ -209,22 +229,14 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
             n_rows=len(self.pseudo_rows), selection=selection, class_names=self.class_names, rounds=rounds)
 
     def export_pseudo_labels(self, path: str) -> str:
-        """Save `pseudo_labeled_dataset` with ``save_to_disk`` plus a dataset card (``README.md``), written to a
-        temporary folder then renamed, so an interrupted export never leaves a half-written folder."""
+        """Save `pseudo_labeled_dataset` with ``save_to_disk`` plus a dataset card (``README.md``) to the folder
+        ``path``: written to a temporary folder that replaces ``path`` with renames (`staged_folder`), so ``path``
+        holds the previous export or the new one, whole, however the export ends."""
         if not self.is_world_process_zero():
             return path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
-        try:
+        with staged_folder(path) as tmp:
             self.pseudo_labeled_dataset().save_to_disk(tmp)
             pseudo_label_dataset_card(self.pseudo_label_card_data()).save(os.path.join(tmp, "README.md"))
-            if os.path.exists(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     def push_pseudo_labels_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
@@ -250,11 +262,14 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
             "first_round": torch.from_numpy(self.first_round), "rounds_json": json.dumps(self.rounds),
         }
 
-    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_ssl_state_dict(state)
+    def check_ssl_state(self, state: dict[str, Any]) -> None:
+        super().check_ssl_state(state)
         if len(state["first_round"]) != len(self.first_round):
             raise ValueError(f"The checkpoint's unlabeled pool had {len(state['first_round'])} rows, this "
                              f"unlabeled_dataset has {len(self.first_round)}; resume with the same pools.")
+
+    def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_ssl_state_dict(state)
         self.round = int(state["round"])
         self.pseudo_rows = state["pseudo_rows"].numpy()
         self.pseudo_targets = state["pseudo_targets"].numpy()
@@ -267,18 +282,13 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
         prefix keeps them out of ``push_to_hub`` uploads, as the Trainer's own checkpoints are)."""
         return os.path.join(super()._get_output_dir(trial), f"{ROUND_DIR_PREFIX}{self.round}")
 
-    def _resolve_checkpoint(self, resume: str | bool | None) -> str | None:
-        if not resume:
-            return None
-        if isinstance(resume, str):
-            return resume
-        rounds = sorted(glob.glob(os.path.join(self.args.output_dir, f"{ROUND_DIR_PREFIX}*")),
-                        key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0), reverse=True)
-        for folder in rounds:
-            last = get_last_checkpoint(folder)
-            if last is not None:
-                return last
-        raise ValueError(f"No checkpoint found under {self.args.output_dir}/{ROUND_DIR_PREFIX}*/ to resume from.")
+    def checkpoint_candidates(self) -> list[str]:
+        """The checkpoints of every round, newest first: ``output_dir/checkpoint-round-R/checkpoint-N`` by R, then N."""
+        output_dir = self.args.output_dir
+        names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+        rounds = sorted((int(name[len(ROUND_DIR_PREFIX):]), name) for name in names
+                        if name.startswith(ROUND_DIR_PREFIX) and name[len(ROUND_DIR_PREFIX):].isdigit())
+        return [path for _, name in reversed(rounds) for path in checkpoint_folders(os.path.join(output_dir, name))]
 
     # ----------------------------------------------------------------- card
     def card_hyperparameters(self) -> dict[str, Any]:
