@@ -6,43 +6,58 @@ import re
 from collections.abc import Iterable
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, Value
 
-__all__ = ["label_column_of", "check_labeled_pool", "check_unlabeled_pool", "check_label_names", "check_model_inputs",
-           "check_texts"]
+from hf_ssl.data.arrow_blocks import row_blocks
+from hf_ssl.data.collators import SSL_COLUMNS
+
+__all__ = ["LABEL_COLUMNS", "label_column_of", "check_labeled_pool", "check_eval_pool",
+           "check_unlabeled_pool", "check_truth_column", "check_reserved_columns", "check_label_names", "check_texts"]
 
 LABEL_COLUMNS = ("labels", "label")
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
 
 def label_column_of(dataset: Dataset, name: str = "train_dataset") -> str:
-    """Return the label column of a labeled pool (``labels`` or ``label``), or raise naming the fix."""
-    for column in LABEL_COLUMNS:
-        if column in dataset.column_names:
-            return column
-    raise ValueError(
-        f"{name} has no label column: expected 'labels' or 'label', found {dataset.column_names}. "
-        "Rename your label column, e.g. dataset.rename_column('category', 'label')."
-    )
+    """Return the label column of a labeled pool (``labels`` or ``label``), or raise naming the fix (none, or both:
+    the collator would train on ``label`` whatever ``labels`` holds)."""
+    present = [column for column in LABEL_COLUMNS if column in dataset.column_names]
+    if len(present) == 2:
+        raise ValueError(
+            f"{name} has both 'label' and 'labels' columns: which one is the target is ambiguous (the data collator "
+            "trains on 'label'). Keep one, e.g. dataset.remove_columns('labels')."
+        )
+    if not present:
+        raise ValueError(
+            f"{name} has no label column: expected 'labels' or 'label', found {dataset.column_names}. "
+            "Rename your label column, e.g. dataset.rename_column('category', 'label')."
+        )
+    return present[0]
 
 
-def check_labeled_pool(dataset: Dataset, num_labels: int, name: str = "train_dataset") -> np.ndarray:
-    """Validate the labeled pool and return its labels as an int array.
+def check_reserved_columns(dataset: Dataset, name: str) -> None:
+    """Reject a pool with a column named like one that hf_ssl adds to the rows it streams (`SSL_COLUMNS`).
 
-    Raises if the pool is empty, labels are strings without a `ClassLabel`, a label lies outside
-    ``[0, num_labels)`` (including the -1 unlabeled marker), or a class has no labeled example.
-
-    Args:
-        dataset: the labeled pool.
-        num_labels: the model's number of classes.
-        name: the argument name used in messages.
+    Parameters:
+        dataset (`datasets.Dataset`): a pool.
+        name (`str`): the argument name used in messages.
     """
-    if dataset is None or len(dataset) == 0:
-        raise ValueError(f"{name} (the labeled pool) is empty: pass at least one labeled example per class.")
+    for column in SSL_COLUMNS:
+        if column in dataset.column_names:
+            raise ValueError(
+                f"Column {column!r} of {name} is reserved by hf_ssl (it adds {list(SSL_COLUMNS)} to the rows it "
+                f"streams) and would be overwritten or misread. Rename yours: "
+                f"dataset.rename_column({column!r}, 'user_{column}')."
+            )
+
+
+def _labels(dataset: Dataset, num_labels: int, name: str) -> tuple[str, np.ndarray]:
+    """The label column and its labels as an int array, all in ``[0, num_labels)``, or raise naming the fix."""
     column = label_column_of(dataset, name)
     feature = dataset.features.get(column)
-    if isinstance(feature, Value) and feature.dtype in ("string", "large_string"):
+    if isinstance(feature, Value) and feature.dtype in ("string", "large_string", "string_view"):
         raise ValueError(
             f"Column {column!r} of {name} holds strings. Encode it as a ClassLabel first: "
             f"dataset = dataset.class_encode_column({column!r})."
@@ -60,6 +75,24 @@ def check_labeled_pool(dataset: Dataset, num_labels: int, name: str = "train_dat
             f"Column {column!r} of {name} has labels {sorted(set(bad.tolist()))[:5]} outside [0, {num_labels}) "
             f"(num_labels of the model).{hint} Otherwise load the model with num_labels matching your classes."
         )
+    return column, labels
+
+
+def check_labeled_pool(dataset: Dataset, num_labels: int, name: str = "train_dataset") -> np.ndarray:
+    """Validate the labeled pool and return its labels as an int array.
+
+    Raises if the pool is empty, has both or neither of ``label`` and ``labels``, labels are strings without a
+    `ClassLabel`, a label lies outside ``[0, num_labels)`` (including the -1 unlabeled marker), or a class has no
+    labeled example.
+
+    Args:
+        dataset: the labeled pool.
+        num_labels: the model's number of classes.
+        name: the argument name used in messages.
+    """
+    if dataset is None or len(dataset) == 0:
+        raise ValueError(f"{name} (the labeled pool) is empty: pass at least one labeled example per class.")
+    column, labels = _labels(dataset, num_labels, name)
     missing = sorted(set(range(num_labels)) - set(labels.tolist()))
     if missing:
         names = _class_names(dataset, column)
@@ -69,6 +102,18 @@ def check_labeled_pool(dataset: Dataset, num_labels: int, name: str = "train_dat
             "(use hf_ssl.sample_per_class), or load the model with fewer num_labels."
         )
     return labels
+
+
+def check_eval_pool(dataset: Dataset, num_labels: int, name: str = "eval_dataset") -> None:
+    """Validate an evaluation pool: one label column of integer classes in ``[0, num_labels)``, no reserved column.
+
+    Parameters:
+        dataset (`datasets.Dataset`): the evaluation pool.
+        num_labels (`int`): the model's number of classes.
+        name (`str`, *optional*, defaults to `"eval_dataset"`): the argument name used in messages.
+    """
+    check_reserved_columns(dataset, name)
+    _labels(dataset, num_labels, name)
 
 
 def _class_names(dataset: Dataset, column: str) -> list[str] | None:
@@ -130,46 +175,39 @@ def check_unlabeled_pool(unlabeled: Dataset, input_columns: Iterable[str], name:
                 )
 
 
-def check_model_inputs(dataset: Dataset, model_config: object, name: str) -> None:
-    """Check model inputs against the model before training: token ids inside the model's vocabulary,
-    no empty rows, and images with the channel count (and square size) the model expects.
+def check_truth_column(unlabeled: Dataset, column: str, num_labels: int, name: str = "unlabeled_dataset") -> None:
+    """Validate the hidden-truth column of the unlabeled pool, if present: an integer class in ``[0, num_labels)`` for
+    every row (it is compared with the pseudo-labels).
 
-    Args:
-        dataset: a pool with model inputs (``input_ids`` or ``pixel_values``).
-        model_config: the model's config (``vocab_size``, ``num_channels``).
-        name: the argument name used in messages.
+    Parameters:
+        unlabeled (`datasets.Dataset`): the unlabeled pool.
+        column (`str`): the truth column (``truth_column`` of the config).
+        num_labels (`int`): the model's number of classes.
+        name (`str`, *optional*, defaults to `"unlabeled_dataset"`): the argument name used in messages.
     """
-    if "input_ids" in dataset.column_names:
-        column = dataset.with_format("arrow")[:]["input_ids"]  # Arrow: no Python objects per row
-        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-        empty = np.flatnonzero(np.nan_to_num(lengths, nan=0) == 0)
-        if empty.size:
+    if column not in unlabeled.column_names:
+        return
+    where = f"The truth column {column!r} of {name}"
+    for start, block in row_blocks(unlabeled, [column]):
+        values = block[column].combine_chunks()
+        if not (pa.types.is_integer(values.type) or pa.types.is_null(values.type)):
             raise ValueError(
-                f"{name} has {empty.size} row(s) with empty input_ids (e.g. rows {empty[:5].tolist()}): empty or "
-                "None texts. Drop them before tokenizing, e.g. dataset.filter(lambda r: bool(r['text']))."
+                f"{where} must hold integer class ids, got {values.type} values. Encode it with the labeled pool's "
+                f"classes, e.g. unlabeled.cast_column({column!r}, train_dataset.features['label']), or drop it."
             )
-        vocab = getattr(model_config, "vocab_size", None)
-        if vocab is not None:
-            largest = pc.max(pc.list_flatten(column)).as_py()
-            largest = -1 if largest is None else int(largest)
-            if largest >= vocab:
-                raise ValueError(
-                    f"{name} has token id {largest} in input_ids but the model's vocabulary has {vocab} ids: the "
-                    "tokenizer (processing_class) does not match the model. Tokenize with "
-                    "AutoTokenizer.from_pretrained(<the model's path>)."
-                )
-    if "pixel_values" in dataset.column_names and len(dataset):
-        first = np.asarray(dataset.with_format("numpy")[0]["pixel_values"])
-        channels = getattr(model_config, "num_channels", None)
-        if first.ndim != 3:
+        if values.null_count:
+            rows = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False)) + start
             raise ValueError(
-                f"{name} pixel_values rows have shape {first.shape}; expected (channels, height, width). "
-                "Convert images with the model's image processor or hf_ssl.to_pixel_values."
+                f"{where} has {values.null_count} missing (None) value(s) (e.g. rows {rows[:5].tolist()}); the hidden "
+                "truth needs a class for every row. Fill them in or drop the column."
             )
-        if channels is not None and first.shape[0] != channels:
+        extremes = pc.min_max(values).as_py()
+        if extremes["min"] < 0 or extremes["max"] >= num_labels:
+            array = values.to_numpy()
+            bad = sorted(set(array[(array < 0) | (array >= num_labels)].tolist()))
             raise ValueError(
-                f"{name} pixel_values have {first.shape[0]} channel(s) but the model expects {channels}. "
-                "Convert grayscale images to RGB (hf_ssl.to_pixel_values repeats the channel) or the other way."
+                f"{where} has labels {bad[:5]} outside [0, {num_labels}) (num_labels of the model). Encode it with the "
+                "labeled pool's classes, or drop it."
             )
 
 

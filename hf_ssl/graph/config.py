@@ -44,6 +44,9 @@ class GraphConfig:
         """Reject graph settings that cannot work, naming the field."""
         if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}; e.g. alpha=0.99.")
+        if not (math.isfinite(self.power) and self.power > 0):
+            raise ValueError(f"power must be a finite number > 0 (edge weight max(cos, 0) ** power), got {self.power}; "
+                             "e.g. power=3.")
         if self.n_neighbors < 1:
             raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}.")
         if self.pooling not in ("auto", "mean", "cls", "pooler"):

@@ -8,13 +8,23 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hf_ssl.trainer.config_checks import (
+    check_number_fields,
+    check_output_dir,
+    check_training_length,
+    check_truth_column_name,
+)
+
 
 @dataclass
 class SSLConfig(TrainingArguments):
     """`TrainingArguments` plus what every semi-supervised method needs.
 
     Every `TrainingArguments` field keeps its meaning; `HfArgumentParser` parses this class as it is. Only the
-    fields below are new or have another default.
+    fields below are new or have another default. Every config rejects, when it is built: a non-whole number for an
+    integer field (a whole float such as ``2.0`` is taken as ``2``), NaN or infinity for a float field (but
+    ``max_grad_norm``), a run that trains nothing (``max_steps=0``, or ``num_train_epochs <= 0`` without
+    ``max_steps``), an ``output_dir`` that is a file, and contradictory settings of its method.
 
     Parameters:
         unlabeled_batch_ratio (`float`, *optional*, defaults to `1.0`):
@@ -23,7 +33,8 @@ class SSLConfig(TrainingArguments):
             λ: weight of the unlabeled loss term against the labeled loss; a finite number >= 0.
         truth_column (`str`, *optional*, defaults to `"ssl_truth"`):
             Column of the unlabeled pool holding hidden true labels, used for monitoring only (pseudo-label
-            accuracy); it never reaches a loss.
+            accuracy); it never reaches a loss. Not a label column, a model input or a column hf_ssl adds
+            (``ssl_index``, ``ssl_target``, ``ssl_weight``).
         head_init (`str`, *optional*, defaults to `"random"`):
             How the classification head starts. Choices:
 
@@ -61,6 +72,10 @@ class SSLConfig(TrainingArguments):
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Batch size per device for evaluation."})
 
     def __post_init__(self) -> None:
+        check_number_fields(self)
+        check_training_length(self.num_train_epochs, self.max_steps)
+        check_output_dir(self.output_dir)
+        check_truth_column_name(self.truth_column)
         super().__post_init__()
         if not (math.isfinite(self.unlabeled_batch_ratio) and self.unlabeled_batch_ratio > 0):
             raise ValueError(

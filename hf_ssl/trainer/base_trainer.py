@@ -22,19 +22,13 @@ from transformers import Trainer
 
 from hf_ssl.data.collators import SSL_COLUMNS, SSLDataCollator
 from hf_ssl.data.sampling import UnlabeledBatchSampler
-from hf_ssl.data.validation import (
-    LABEL_COLUMNS,
-    check_label_names,
-    check_labeled_pool,
-    check_model_inputs,
-    check_unlabeled_pool,
-    label_column_of,
-)
+from hf_ssl.data.validation import LABEL_COLUMNS, check_label_names, label_column_of
 from hf_ssl.methods.head_init import init_head_from_probe
 from hf_ssl.trainer.base_config import SSLConfig
 from hf_ssl.trainer.checkpointing import CheckpointingMixin
 from hf_ssl.trainer.model_card import MethodInfo, SSLModelCardData, last_eval_metrics, render_model_card
 from hf_ssl.trainer.peft_utils import wrap_with_peft
+from hf_ssl.trainer.preflight import check_pools
 from hf_ssl.utils import write_text_atomic
 
 logger = get_logger(__name__)
@@ -148,14 +142,11 @@ class SSLTrainer(CheckpointingMixin, Trainer):
                 and c not in LABEL_COLUMNS and c not in SSL_COLUMNS and c != self.args.truth_column]
 
     def _validate_pools(self) -> None:
-        """Check the pools and align label names with the model config before anything trains."""
-        if self.train_dataset is None:
+        """Check the model and the pools (`check_pools`) and align label names with the model config before anything
+        trains."""
+        labels = check_pools(self)
+        if labels is None:
             return
-        if not isinstance(self.train_dataset, Dataset):
-            raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(self.train_dataset).__name__}.")
-        labels = check_labeled_pool(self.train_dataset, self.num_labels)
-        base_config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
-        check_model_inputs(self.train_dataset, base_config, "train_dataset")
         self.labeled_counts = np.bincount(labels, minlength=self.num_labels)
         config = self.model.config
         self.class_names = check_label_names(self.train_dataset, getattr(config, "id2label", None))
@@ -164,12 +155,6 @@ class SSLTrainer(CheckpointingMixin, Trainer):
             config.label2id = {n: i for i, n in enumerate(self.class_names)}
         else:
             self.class_names = [str(config.id2label[i]) for i in range(self.num_labels)]
-        if self.unlabeled_dataset is not None:
-            if not isinstance(self.unlabeled_dataset, Dataset):
-                name = type(self.unlabeled_dataset).__name__
-                raise TypeError(f"unlabeled_dataset must be a datasets.Dataset, got {name}.")
-            check_unlabeled_pool(self.unlabeled_dataset, self.model_input_columns(self.train_dataset))
-            check_model_inputs(self.unlabeled_dataset, base_config, "unlabeled_dataset")
 
     def _set_signature_columns_if_needed(self) -> None:
         """Keep hf_ssl's columns (pseudo-label targets, weights, row index) despite ``remove_unused_columns``."""

@@ -27,6 +27,7 @@ from hf_ssl.trainer.consistency_methods import CONSISTENCY_METHODS, ConsistencyS
 from hf_ssl.trainer.contrastive_adaptation import ContrastiveAdaptationMixin
 from hf_ssl.trainer.graph_prior import GraphPriorMixin
 from hf_ssl.trainer.model_card import MethodInfo
+from hf_ssl.trainer.preflight import check_strong_views, model_limits
 
 __all__ = ["ConsistencyTrainer"]
 
@@ -61,9 +62,9 @@ class ConsistencyTrainer(GraphPriorMixin, ContrastiveAdaptationMixin, SSLTrainer
             raise ValueError("ConsistencyTrainer needs unlabeled_dataset= (the unlabeled pool).")
         config = self.args
         self.augmenter = augmenter if augmenter is not None else self._default_augmenter(mlm_model)
-        unlabeled = self.unlabeled_dataset
-        if "ssl_index" not in unlabeled.column_names:
-            unlabeled = unlabeled.add_column("ssl_index", np.arange(len(unlabeled)).tolist())
+        check_strong_views(self.unlabeled_dataset, config.strong_view_prefix,
+                           self.model_input_columns(self.train_dataset), model_limits(self.model))
+        unlabeled = self.unlabeled_dataset.add_column("ssl_index", np.arange(len(self.unlabeled_dataset)).tolist())
         num_labels = self.num_labels
         self.masker = ConfidenceMasker(config.threshold_strategy, num_labels, len(unlabeled), config.threshold,
                                        config.threshold_momentum, config.flexmatch_warmup, config.softmatch_n_sigma)

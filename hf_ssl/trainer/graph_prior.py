@@ -36,6 +36,7 @@ class GraphPriorMixin(GraphSpreadingMixin):
         self.graph_labels: torch.Tensor | None = None
         self.graph_records: list[dict[str, Any]] = []
         if self.args.graph_prior_weight > 0:
+            self.check_graph_size()
             self.add_callback(EpochSchedule(self.build_graph_prior, self._last_graph_epoch, 0,
                                             self.args.graph_prior_every))
 

@@ -18,6 +18,16 @@ class GraphSpreadingMixin:
     Put it before `SSLTrainer` in the bases: ``class MyTrainer(GraphSpreadingMixin, SSLTrainer)``.
     """
 
+    def check_graph_size(self) -> None:
+        """Reject ``n_neighbors`` that the two pools together cannot provide, before anything trains."""
+        rows = len(self.train_dataset) + len(self.unlabeled_dataset)
+        if self.args.n_neighbors >= rows:
+            raise ValueError(
+                f"n_neighbors={self.args.n_neighbors} needs more rows than that to build the kNN graph, but "
+                f"train_dataset and unlabeled_dataset have {rows} together. Lower n_neighbors (e.g. 10) or pass "
+                "larger pools."
+            )
+
     def spread_labels(self) -> LabelPropagator:
         """Embed the labeled and unlabeled pools with the current model and spread the labels over a kNN graph of
         the embeddings.

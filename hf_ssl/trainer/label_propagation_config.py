@@ -24,7 +24,8 @@ class LabelPropagationConfig(SSLConfig, GraphConfig):
 
     Parameters:
         warmup_epochs (`float`, *optional*, defaults to `0.0`):
-            Labeled-only epochs before the first propagation, >= 0.
+            Labeled-only epochs before the first propagation, >= 0; propagation starts at the first whole epoch after
+            it, which must lie within training.
         propagate_every (`int`, *optional*, defaults to `0`):
             Epochs between propagations, >= 0; 0 propagates once, after the warm-up.
         min_certainty (`float`, *optional*, defaults to `0.0`):
@@ -61,4 +62,9 @@ class LabelPropagationConfig(SSLConfig, GraphConfig):
             raise ValueError(f"min_certainty must be in [0, 1), got {self.min_certainty}.")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}.")
+        if self.max_steps < 0 and math.ceil(self.warmup_epochs) >= math.ceil(self.num_train_epochs):
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs:g} leaves no epoch to start after it within "
+                f"num_train_epochs={self.num_train_epochs:g}: labels would never propagate and training would be "
+                "labeled-only. Lower warmup_epochs or raise num_train_epochs.")
         self.check_graph()

@@ -22,7 +22,7 @@ from hf_ssl.trainer.graph_spreading import GraphSpreadingMixin
 from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
 from hf_ssl.trainer.model_card import format_cell, format_counts
 from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
-from hf_ssl.trainer.schedule import EpochSchedule
+from hf_ssl.trainer.schedule import EpochSchedule, epochs_started
 
 logger = get_logger(__name__)
 
@@ -61,11 +61,25 @@ class LabelPropagationTrainer(PseudoLabelStreamMixin, GraphSpreadingMixin, SSLTr
         super().__init__(*args, **kwargs)
         if self.unlabeled_dataset is None:
             raise ValueError("LabelPropagationTrainer needs unlabeled_dataset=.")
+        self.check_graph_size()
+        self._check_warmup_fits()
         self.propagations: list[dict[str, Any]] = []
         self.last_propagation_epoch = -1
         self.pseudo: dict[str, np.ndarray] | None = None
         self.add_callback(EpochSchedule(self.propagate, lambda: self.last_propagation_epoch,
                                         self.args.warmup_epochs, self.args.propagate_every))
+
+    def _check_warmup_fits(self) -> None:
+        """With ``max_steps`` set, reject a warm-up that outlasts training (labels would never propagate)."""
+        args = self.args
+        if args.max_steps > 0:
+            epochs = epochs_started(args, len(self.train_dataset))
+            if math.ceil(args.warmup_epochs) >= epochs:
+                raise ValueError(
+                    f"warmup_epochs={args.warmup_epochs} but max_steps={args.max_steps} ends training within "
+                    f"{epochs} epoch(s) of train_dataset: labels would never propagate and training would be "
+                    "labeled-only. Lower warmup_epochs or raise max_steps."
+                )
 
     def propagate(self, epoch: int = 0) -> dict[str, Any]:
         """Embed both pools with the current model, spread the labels, and stream the pseudo-labels.

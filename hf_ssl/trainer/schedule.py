@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-__all__ = ["EpochSchedule", "due_epoch"]
+__all__ = ["EpochSchedule", "due_epoch", "epochs_started"]
 
 
 def due_epoch(state_epoch: float | None, start: float, every: int, last_done: int) -> int | None:
@@ -27,6 +27,22 @@ def due_epoch(state_epoch: float | None, start: float, every: int, last_done: in
         return None
     due = since_start == 0 if every == 0 else since_start % every == 0
     return epoch if due else None
+
+
+def epochs_started(args: Any, n_rows: int) -> int:
+    """How many epochs `Trainer.train` starts (the last one possibly partial) over a labeled pool of ``n_rows``.
+
+    Parameters:
+        args (`TrainingArguments`): ``max_steps`` (when > 0) or ``num_train_epochs``, batch size, processes,
+            gradient accumulation and ``dataloader_drop_last``.
+        n_rows (`int`): rows of the labeled pool.
+    """
+    if args.max_steps <= 0:
+        return math.ceil(args.num_train_epochs)
+    per_batch = args.train_batch_size * args.world_size
+    batches = n_rows // per_batch if args.dataloader_drop_last else math.ceil(n_rows / per_batch)
+    steps_per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return math.ceil(args.max_steps / steps_per_epoch)
 
 
 class EpochSchedule(TrainerCallback):

@@ -55,3 +55,24 @@ def variable_texts(n: int, seed: int = 0) -> list[str]:
     """Texts of 1 to 12 random words, so that token lengths vary a lot."""
     rng = np.random.default_rng(seed)
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 13))).tolist()) for _ in range(n)]
+
+
+def tiny_vit(num_labels: int = 2, image_size: int = 16, seed: int = 0, **config):
+    """A 1-layer ViT over ``image_size``² RGB images in 8×8 patches, initialised from ``seed``."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    return ViTForImageClassification(ViTConfig(image_size=image_size, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                               num_attention_heads=2, intermediate_size=32, num_labels=num_labels,
+                                               **config))
+
+
+def pixel_pool(n: int, num_labels: int = 2, size: int = 16, seed: int = 0, truth: bool = False) -> Dataset:
+    """``n`` random (3, size, size) float32 images whose class brightens the top half; a ``label`` column, or the
+    hidden-truth column ``ssl_truth`` (an unlabeled pool) when ``truth``."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % num_labels
+    pixels = rng.normal(size=(n, 3, size, size)).astype(np.float32)
+    pixels[:, :, : size // 2] += labels[:, None, None, None].astype(np.float32)
+    return Dataset.from_dict({"pixel_values": pixels.tolist(), ("ssl_truth" if truth else "label"): labels.tolist()})
