@@ -51,15 +51,28 @@ def rows_of(lengths: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.searchsorted(ends, items, side="right")
 
 
-def row_blocks(dataset: Dataset, columns: Sequence[str], block_values: int = BLOCK_VALUES) -> Iterator[
+def row_blocks(dataset: Dataset, columns: Sequence[str], block_values: int | None = None) -> Iterator[
         tuple[int, pa.Table]]:
     """Consecutive blocks of rows of ``columns`` as Arrow tables, each holding about ``block_values`` leaf values
-    (judged from the first row), with the index of its first row."""
-    data = dataset.select_columns(list(columns)).with_format("arrow")
-    if len(data) == 0:
+    (judged from the first row; default `BLOCK_VALUES`), with the index of its first row.
+
+    A dataset viewed through an indices mapping (after ``select``, ``filter``, ``shuffle``, ``train_test_split``)
+    is read with one Arrow ``take`` per block rather than row by row.
+    """
+    data = dataset.select_columns(list(columns))
+    table = data.data.table
+    indices = data._indices.column(0) if data._indices is not None else None
+
+    def rows(start: int, stop: int) -> pa.Table:
+        if indices is None:
+            return table.slice(start, stop - start)
+        return table.take(indices.slice(start, stop - start))
+
+    n = len(data)
+    if n == 0:
         return
-    first = data[:1]
+    first = rows(0, 1)
     per_row = max(1, sum(len(leaf_values(first[c])) for c in columns))
-    step = max(1, block_values // per_row)
-    for start in range(0, len(data), step):
-        yield start, data[start:start + step]
+    step = max(1, (block_values or BLOCK_VALUES) // per_row)
+    for start in range(0, n, step):
+        yield start, rows(start, min(n, start + step))

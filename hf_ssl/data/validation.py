@@ -164,10 +164,10 @@ def check_unlabeled_pool(unlabeled: Dataset, input_columns: Iterable[str], name:
             f"it has {unlabeled.column_names}. Preprocess it with the same function as the labeled pool "
             "(e.g. unlabeled.map(tokenize, batched=True))."
         )
-    for column in LABEL_COLUMNS:
-        if column in unlabeled.column_names:
-            values = np.asarray(unlabeled[column])
-            if values.size and np.issubdtype(values.dtype, np.integer) and (values != -1).any():
+    for column in [c for c in LABEL_COLUMNS if c in unlabeled.column_names]:
+        for _, block in row_blocks(unlabeled, [column]):
+            values = block[column].combine_chunks()
+            if pa.types.is_integer(values.type) and pc.any(pc.not_equal(values, -1)).as_py():
                 raise ValueError(
                     f"{name} has a {column!r} column with real labels. Rows with labels belong in train_dataset; "
                     "keep true labels of unlabeled rows for monitoring only under the truth_column "
