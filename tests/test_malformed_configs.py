@@ -111,3 +111,25 @@ def test_whole_floats_are_taken_as_integers(tmp_path, kind):
     config = base_config(kind, tmp_path, per_device_train_batch_size=4.0, max_steps=3.0)
     assert config.per_device_train_batch_size == 4 and isinstance(config.per_device_train_batch_size, int)
     assert config.max_steps == 3 and isinstance(config.max_steps, int)
+
+
+IGNORED = [
+    ("consistency", {"threshold_strategy": "freematch", "threshold": 0.9}, r"threshold=0.9 .*has no effect"),
+    ("consistency", {"threshold_strategy": "softmatch", "threshold": 0.5}, r"threshold=0.5 .*has no effect"),
+    ("consistency", {"method": "fixmatch", "temperature": 0.5}, r"temperature=0.5 .*has no effect"),
+    ("consistency", {"graph_prior_every": 2}, r"graph_prior_every=2 .*has no effect"),
+    ("consistency", {"contrastive_learning_rate": 1e-3}, r"contrastive_learning_rate=0.001 .*has no effect"),
+    ("self_training", {"soft_label_temperature": 0.5}, r"soft_label_temperature=0.5 has no effect"),
+]
+
+
+@pytest.mark.parametrize("kind,values,match", IGNORED, ids=[f"{k}-{_id(values)}" for k, values, _ in IGNORED])
+def test_settings_without_effect_are_warned_about(tmp_path, kind, values, match):
+    with pytest.warns(UserWarning, match=match):
+        base_config(kind, tmp_path, **values)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_default_configs_warn_about_nothing(tmp_path, kind, recwarn):
+    base_config(kind, tmp_path)
+    assert [str(w.message) for w in recwarn if "has no effect" in str(w.message)] == []

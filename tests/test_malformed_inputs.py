@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from datasets import Dataset
-from helpers.malformed import KINDS, Inputs, edit_row, edit_rows, run, with_column
+from helpers.malformed import KINDS, TRAINERS, Inputs, base_config, edit_row, edit_rows, run, with_column
 from helpers.tiny import pixel_pool, text_pool, tiny_bert, tiny_vit, word_tokenizer
 from transformers import BertConfig, BertForTokenClassification, BertModel
 
@@ -212,3 +212,33 @@ def test_malformed_input_of_one_trainer(tmp_path, text, kind, case, match):
     inputs = case(text.but(model=tiny_bert(num_labels=3)))
     with pytest.raises(ValueError, match=match):
         run(kind, tmp_path, inputs)
+
+
+def _integer_pixels(x: Inputs) -> Inputs:
+    return x.but(labeled=edit_rows(x.labeled, "pixel_values", lambda i, v: np.asarray(v).round().astype(int).tolist()))
+
+
+def test_integer_pixels_are_rejected_by_the_image_augmentations(tmp_path, images):
+    with pytest.raises(ValueError, match=r"pixel_values of train_dataset hold int64 values .*normalised float"):
+        run("consistency", tmp_path, _integer_pixels(images.but(model=tiny_vit())))
+
+
+def _trains_one_step(kind: str, tmp_path, inputs: Inputs) -> None:
+    trainer = TRAINERS[kind][0](model=inputs.model, args=base_config(kind, tmp_path, max_steps=1),
+                                train_dataset=inputs.labeled, unlabeled_dataset=inputs.unlabeled,
+                                processing_class=inputs.processing_class)
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pools_whose_columns_differ_in_type_are_accepted(tmp_path, text, kind):
+    """Not malformed: a mask stored as int8 in one pool and int64 in the other."""
+    unlabeled = edit_rows(text.unlabeled, "attention_mask", lambda i, m: m)  # int8 -> int64
+    assert text.labeled.features["attention_mask"] != unlabeled.features["attention_mask"]
+    _trains_one_step(kind, tmp_path, text.but(model=tiny_bert(num_labels=3), unlabeled=unlabeled))
+
+
+@pytest.mark.parametrize("kind", ["self_training", "label_propagation"])
+def test_integer_and_float_pixels_are_accepted_without_augmentations(tmp_path, images, kind):
+    _trains_one_step(kind, tmp_path, _integer_pixels(images.but(model=tiny_vit())))

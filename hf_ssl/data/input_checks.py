@@ -16,7 +16,7 @@ from datasets import Dataset
 
 from hf_ssl.data.arrow_blocks import leaf_values, list_levels, row_blocks, row_lengths, rows_of
 
-__all__ = ["ModelLimits", "check_model_inputs"]
+__all__ = ["ModelLimits", "check_model_inputs", "check_float_pixels"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,25 @@ def _check_range(values: pa.Array, lengths: np.ndarray, start: int, name: str, c
 
 
 # ----------------------------------------------------------------------------- images
+def check_float_pixels(dataset: Dataset, name: str, column: str = "pixel_values") -> None:
+    """Reject integer pixel values (e.g. raw uint8 images) where normalised float pixels are needed (the image
+    augmentations of `hf_ssl.augment.image`).
+
+    Parameters:
+        dataset (`datasets.Dataset`): a pool with a pixel column.
+        name (`str`): the pool's argument name, for messages.
+        column (`str`, *optional*, defaults to `"pixel_values"`): the pixel column.
+    """
+    for _, block in row_blocks(dataset, [column], block_values=1):
+        kind = leaf_values(block[column]).type
+        if not pa.types.is_floating(kind):
+            raise ValueError(
+                f"{column} of {name} hold {kind} values (e.g. raw uint8 images), but the image augmentations work on "
+                "normalised float pixels. Convert the images with the model's image processor or "
+                "hf_ssl.to_pixel_values.")
+        return
+
+
 def _check_pixels(dataset: Dataset, limits: ModelLimits, name: str, column: str) -> None:
     shape: tuple[int, ...] | None = None
     for start, block in row_blocks(dataset, [column]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from hf_ssl.augment.text import STRONG_OPS
@@ -49,7 +50,8 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
     (from the student, or from an EMA teacher), the student is trained to match them on a strong view,
     and a threshold strategy decides how much each unlabeled row counts. Fields left at None take the
     method's default from `METHOD_DEFAULTS` (listed below as fixmatch / uda / mean_teacher / pi_model / mixmatch).
-    Settings that contradict the method are rejected here.
+    Settings that contradict the method are rejected here; settings that have no effect with the others (e.g. a
+    ``threshold`` with FreeMatch, a ``temperature`` with FixMatch) are warned about.
 
     Parameters:
         > Method
@@ -206,6 +208,7 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
         if self.threshold_strategy not in THRESHOLD_STRATEGIES:
             raise ValueError(
                 f"threshold_strategy must be one of {THRESHOLD_STRATEGIES}, got {self.threshold_strategy!r}.")
+        self._warn_ignored_settings()
         defaults = METHOD_DEFAULTS[self.method]
         self.threshold = defaults.threshold if self.threshold is None else self.threshold
         self.temperature = defaults.temperature if self.temperature is None else self.temperature
@@ -274,6 +277,21 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
                 f"entropy_weight={self.entropy_weight} does not apply to method='mixmatch': its sharpened label "
                 "guess is its entropy minimisation, and it predicts only on mixed rows. Set entropy_weight=0, or "
                 "use another method.")
+
+    def _warn_ignored_settings(self) -> None:
+        """Warn about settings that are given but have no effect with the others (before defaults fill them in)."""
+        ignored = []
+        if self.threshold is not None and self.threshold_strategy in ("freematch", "softmatch"):
+            ignored.append(f"threshold={self.threshold} (threshold_strategy={self.threshold_strategy!r} sets its "
+                           "own thresholds)")
+        if self.temperature is not None and self.method not in ("uda", "mixmatch"):
+            ignored.append(f"temperature={self.temperature} (only uda and mixmatch sharpen their targets)")
+        if self.graph_prior_every and not self.graph_prior_weight:
+            ignored.append(f"graph_prior_every={self.graph_prior_every} (graph_prior_weight=0 turns the prior off)")
+        if self.contrastive_learning_rate is not None and not self.contrastive_steps:
+            ignored.append(f"contrastive_learning_rate={self.contrastive_learning_rate} (contrastive_steps=0)")
+        for setting in ignored:
+            warnings.warn(f"ConsistencyConfig: {setting} has no effect.", UserWarning, stacklevel=4)
 
     @property
     def num_weak_views(self) -> int:

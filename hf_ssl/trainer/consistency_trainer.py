@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from hf_ssl.augment.text import TextAugmenter
 from hf_ssl.data.collators import SSL_COLUMNS, ConsistencyCollator, make_views
+from hf_ssl.data.input_checks import check_float_pixels
 from hf_ssl.methods.ema import EMATeacher
 from hf_ssl.methods.losses import align_distribution, entropy_loss
 from hf_ssl.methods.thresholds import ConfidenceMasker
@@ -97,6 +98,8 @@ class ConsistencyTrainer(GraphPriorMixin, ContrastiveAdaptationMixin, SSLTrainer
         if "pixel_values" in self.train_dataset.column_names:
             from hf_ssl.augment.image import ImageAugmenter
 
+            check_float_pixels(self.train_dataset, "train_dataset")
+            check_float_pixels(self.unlabeled_dataset, "unlabeled_dataset")
             mean = getattr(processor, "image_mean", None)
             std = getattr(processor, "image_std", None)
             extra = {"mean": mean, "std": std} if mean is not None and std is not None else {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from datasets import concatenate_datasets
 
 from hf_ssl.data.validation import label_column_of
 from hf_ssl.graph.embeddings import encode
@@ -40,11 +39,12 @@ class GraphSpreadingMixin:
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         columns = self.model_input_columns(self.train_dataset)
-        data = concatenate_datasets([d.select_columns(columns) for d in (self.train_dataset, self.unlabeled_dataset)])
-        embeddings = encode(model, data, self.processing_class, pooling=args.pooling, normalize=True,
-                            batch_size=args.encode_batch_size,
-                            accelerator=self.accelerator if args.world_size > 1 else None,
-                            show_progress=not args.disable_tqdm, layer=args.embedding_layer)
+        # Each pool is encoded on its own: their columns may differ in type (e.g. int32 and int64 token ids).
+        embeddings = np.concatenate([
+            encode(model, pool.select_columns(columns), self.processing_class, pooling=args.pooling, normalize=True,
+                   batch_size=args.encode_batch_size, accelerator=self.accelerator if args.world_size > 1 else None,
+                   show_progress=not args.disable_tqdm, layer=args.embedding_layer)
+            for pool in (self.train_dataset, self.unlabeled_dataset)])
         model.train(was_training)
         labels = np.asarray(self.train_dataset[label_column_of(self.train_dataset)])
         y = np.concatenate([labels, np.full(len(self.unlabeled_dataset), -1)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from hf_ssl.trainer.base_config import SSLConfig
@@ -69,3 +70,6 @@ class SelfTrainingConfig(SSLConfig):
             raise ValueError(f"max_rounds must be >= 0, got {self.max_rounds}.")
         if not (math.isfinite(self.soft_label_temperature) and self.soft_label_temperature > 0):
             raise ValueError(f"soft_label_temperature must be > 0, got {self.soft_label_temperature}.")
+        if self.soft_label_temperature != 1 and not self.soft_labels:
+            warnings.warn(f"SelfTrainingConfig: soft_label_temperature={self.soft_label_temperature} has no effect "
+                          "without soft_labels=True.", UserWarning, stacklevel=3)
