@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-__all__ = ["row_blocks", "list_levels", "leaf_values", "row_lengths", "rows_of"]
+__all__ = ["row_blocks", "list_levels", "leaf_values", "leaf_type", "row_lengths", "rows_of"]
 
 BLOCK_VALUES = 1 << 22  # values read per block (~32 MB of int64 or float64)
 
@@ -38,6 +38,18 @@ def list_levels(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
 def leaf_values(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The innermost values of a (nested) list column, in row order."""
     return list_levels(array)[-1]
+
+
+def leaf_type(dataset: Dataset, column: str) -> pa.DataType:
+    """The Arrow type of the innermost values of ``column`` (read from the schema, no data)."""
+    kind = dataset.data.schema.field(column).type
+    while True:
+        if isinstance(kind, pa.ExtensionType):
+            kind = kind.storage_type
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+            kind = kind.value_type
+        else:
+            return kind
 
 
 def row_lengths(array: pa.Array) -> np.ndarray:

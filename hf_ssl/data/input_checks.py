@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from hf_ssl.data.arrow_blocks import leaf_values, list_levels, row_blocks, row_lengths, rows_of
+from hf_ssl.data.arrow_blocks import leaf_type, leaf_values, list_levels, row_blocks, row_lengths, rows_of
 
 __all__ = ["ModelLimits", "check_model_inputs", "check_float_pixels"]
 
@@ -133,14 +133,11 @@ def check_float_pixels(dataset: Dataset, name: str, column: str = "pixel_values"
         name (`str`): the pool's argument name, for messages.
         column (`str`, *optional*, defaults to `"pixel_values"`): the pixel column.
     """
-    for _, block in row_blocks(dataset, [column], block_values=1):
-        kind = leaf_values(block[column]).type
-        if not pa.types.is_floating(kind):
-            raise ValueError(
-                f"{column} of {name} hold {kind} values (e.g. raw uint8 images), but the image augmentations work on "
-                "normalised float pixels. Convert the images with the model's image processor or "
-                "hf_ssl.to_pixel_values.")
-        return
+    kind = leaf_type(dataset, column)
+    if not pa.types.is_floating(kind):
+        raise ValueError(
+            f"{column} of {name} hold {kind} values (e.g. raw uint8 images), but the image augmentations work on "
+            "normalised float pixels. Convert the images with the model's image processor or hf_ssl.to_pixel_values.")
 
 
 def _check_pixels(dataset: Dataset, limits: ModelLimits, name: str, column: str) -> None:
