@@ -6,27 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers.points import clusters, label_some
 
 from hf_ssl.graph.propagation import LabelPropagator
-
-
-def clusters(n_per: int, n_classes: int, dim: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian clusters around random centres; returns (X, true labels)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_classes, dim))
-    truth = np.repeat(np.arange(n_classes), n_per)
-    X = centres[truth] + noise * rng.normal(size=(len(truth), dim))
-    return X, truth
-
-
-def label_some(truth: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
-    """y with ``per_class`` labeled rows per class and -1 elsewhere."""
-    rng = np.random.default_rng(seed)
-    y = np.full(len(truth), -1)
-    for c in np.unique(truth):
-        rows = rng.choice(np.flatnonzero(truth == c), size=per_class, replace=False)
-        y[rows] = c
-    return y
 
 
 def dense_reference(X: np.ndarray, y: np.ndarray, k: int, alpha: float, power: float) -> tuple[np.ndarray, ...]:
@@ -166,23 +148,30 @@ GOOD_Y = label_some(GOOD_TRUTH, 2)
 
 
 @pytest.mark.parametrize("X,y,params,name", [
-    (GOOD_X, GOOD_Y[:-1], {}, "y has 19"),
-    (GOOD_X[:, 0], GOOD_Y, {}, "X must be a 2-D"),
-    (GOOD_X, GOOD_Y.reshape(-1, 1), {}, "y must be a 1-D"),
+    (GOOD_X, GOOD_Y[:-1], {}, "y has 19 entries but X has 20 rows"),
+    (GOOD_X[:, 0], GOOD_Y, {}, "Expected 2D array, got 1D array"),
+    (GOOD_X[:1], GOOD_Y[:1], {}, "1 sample"),
     (GOOD_X, np.full(20, -1), {}, "y has no labeled rows"),
-    (np.where(np.arange(3) == 1, np.nan, GOOD_X), GOOD_Y, {}, "X contains NaN"),
-    (GOOD_X, np.where(np.arange(20) == 5, -2, GOOD_Y), {}, "y must be >= -1"),
-    (GOOD_X, GOOD_Y + 0.5, {}, "y must contain integer"),
+    (np.where(np.arange(3) == 1, np.nan, GOOD_X), GOOD_Y, {}, "Input X contains NaN"),
+    (GOOD_X, np.where(np.arange(20) == 5, -2, GOOD_Y), {}, "below -1: -1 marks unlabeled rows"),
+    (GOOD_X, GOOD_Y + 0.5, {}, "Unknown label type: continuous"),
+    (GOOD_X, np.where(np.arange(20) == 5, "a", GOOD_Y.astype(object)), {}, "y mixes strings"),
     (GOOD_X, GOOD_Y, {"n_neighbors": 20}, "n_neighbors"),
     (GOOD_X, GOOD_Y, {"n_neighbors": 0}, "n_neighbors"),
     (GOOD_X, GOOD_Y, {"alpha": 1.0}, "alpha"),
     (GOOD_X, GOOD_Y, {"alpha": 0.0}, "alpha"),
+    (GOOD_X, GOOD_Y, {"alpha": "0.5"}, "alpha"),
     (GOOD_X, GOOD_Y, {"power": 0}, "power"),
+    (GOOD_X, GOOD_Y, {"power": np.inf}, "power must be a finite number"),
+    (GOOD_X, GOOD_Y, {"power": np.nan}, "power must be a finite number"),
     (GOOD_X, GOOD_Y, {"solver": "lsqr"}, "solver"),
     (GOOD_X, GOOD_Y, {"index": "lsh"}, "index"),
     (GOOD_X, GOOD_Y, {"metric": "euclidean"}, "metric"),
     (GOOD_X, GOOD_Y, {"nprobe": 0}, "nprobe"),
     (GOOD_X, GOOD_Y, {"max_iter": 0}, "max_iter"),
+    (GOOD_X, GOOD_Y, {"tol": np.inf}, "tol"),
+    (GOOD_X, GOOD_Y, {"n_jobs": 0}, "n_jobs"),
+    (GOOD_X, GOOD_Y, {"n_jobs": 1.5}, "n_jobs"),
 ])
 def test_input_errors(X, y, params, name):
     params = {"n_neighbors": 3, **params}

@@ -11,6 +11,9 @@ Three kinds of search, each returning (n, k) similarities and indices with the r
   Probing per list rather than per row makes the probed lists a little less tailored to each row, so recall is
   below that of a per-row probe with the same ``nprobe``;
 - ``hnsw``: faiss ``IndexHNSWFlat`` (falls back to exact torch search, with a warning, without faiss).
+
+Sparse rows (scipy sparse) are searched exactly, by blocked sparse products (`exact_knn`); `exact_knn` also finds
+the neighbours of new rows among the searched ones.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from hf_ssl.utils import import_faiss
 
-__all__ = ["KINDS", "blocked_ivf_knn", "default_nlist", "knn_search", "nearest_centroid", "normalised_rows",
-           "spherical_kmeans"]
+__all__ = ["KINDS", "blocked_ivf_knn", "default_nlist", "exact_knn", "knn_search", "nearest_centroid",
+           "normalised_rows", "similarity_block", "spherical_kmeans"]
 
 KINDS = ("exact", "ivf", "hnsw")
 BLOCK_ENTRIES = 1 << 24  # entries of a similarity block in chunked loops (64 MB of float32)
@@ -38,25 +42,47 @@ _HNSW_EF_CONSTRUCTION = 64
 _HNSW_EF_SEARCH = 64
 
 
-def normalised_rows(X: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+def _normalised_sparse_rows(X: sp.spmatrix | sp.sparray, dtype: type) -> sp.csr_matrix:
+    """A CSR copy of sparse X with unit-norm rows (zero rows stay zero); see `normalised_rows`."""
+    Xc = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    Xc.sum_duplicates()
+    if not np.isfinite(Xc.data).all():
+        raise ValueError("X contains NaN or infinite values")
+    rows = np.repeat(np.arange(Xc.shape[0]), np.diff(Xc.indptr))
+    scale = np.asarray(abs(Xc).max(axis=1).toarray()).ravel()
+    Xc.data /= np.maximum(scale, np.finfo(np.float64).tiny)[rows]
+    norms = np.sqrt(np.bincount(rows, weights=Xc.data ** 2, minlength=Xc.shape[0]))
+    Xc.data /= np.maximum(norms, 1e-12)[rows]
+    Xc.eliminate_zeros()
+    return Xc.astype(dtype)
+
+
+def normalised_rows(X: Any, dtype: type = np.float32) -> np.ndarray | sp.csr_matrix:
     """A C-contiguous copy of X with unit-norm rows (zero rows stay zero); raises on non-finite values.
 
-    Norms are computed in float64 whatever ``dtype`` is.
+    Each row is divided by its largest absolute value and then by its norm, both in float64 whatever ``dtype`` is,
+    so rows of large finite values (such as 1e39 in float64) are normalised rather than overflowing.
 
     Parameters:
-        X (`np.ndarray`):
-            (n, d) rows.
+        X (`np.ndarray` or scipy sparse matrix):
+            (n, d) rows; a sparse X gives a CSR matrix.
         dtype (`type`, *optional*, defaults to `np.float32`):
             dtype of the copy.
     """
-    Xn = np.array(X, dtype=dtype, order="C")
-    step = max(1, BLOCK_ENTRIES // max(1, Xn.shape[1]))
-    for start in range(0, Xn.shape[0], step):
-        block = Xn[start:start + step]
+    if sp.issparse(X):
+        return _normalised_sparse_rows(X, dtype)
+    X = np.asarray(X)
+    Xn = np.empty(X.shape, dtype=dtype)
+    step = max(1, BLOCK_ENTRIES // (2 * max(1, X.shape[1])))
+    for start in range(0, X.shape[0], step):
+        block = np.array(X[start:start + step], dtype=np.float64)
         if not np.isfinite(block).all():
             raise ValueError("X contains NaN or infinite values")
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        block /= np.maximum(norms, 1e-12).astype(dtype)[:, None]
+        scale = np.abs(block).max(axis=1, initial=0.0)
+        block /= np.maximum(scale, np.finfo(np.float64).tiny)[:, None]
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        block /= np.maximum(norms, 1e-12)[:, None]
+        Xn[start:start + step] = block
     return Xn
 
 
@@ -69,20 +95,50 @@ def _drop_self(sims: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, n
     return sims[keep].reshape(n, k), idx[keep].reshape(n, k)
 
 
-def _torch_exact_knn(Xn: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine kNN by blocked matrix products and torch.topk (self excluded)."""
-    n = Xn.shape[0]
-    Xt = torch.from_numpy(Xn)
-    sims = np.empty((n, k), dtype=np.float32)
-    idx = np.empty((n, k), dtype=np.int64)
-    step = max(1, BLOCK_ENTRIES // n)
-    with torch.no_grad():
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            block = Xt[start:stop] @ Xt.T
+def similarity_block(A: Any, B: Any) -> np.ndarray:
+    """Dense float32 inner products A @ Bᵀ of two row blocks, each a numpy array or a scipy sparse matrix."""
+    if sp.issparse(A) and sp.issparse(B):
+        out = (A @ B.T).toarray()
+    elif sp.issparse(A):
+        out = np.asarray(A @ np.asarray(B).T)
+    elif sp.issparse(B):
+        out = np.asarray(B @ np.asarray(A).T).T
+    else:
+        with torch.no_grad():
+            return (torch.from_numpy(np.ascontiguousarray(A, dtype=np.float32))
+                    @ torch.from_numpy(np.ascontiguousarray(B, dtype=np.float32)).T).numpy()
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def exact_knn(Q: Any, X: Any, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k most similar rows of X (largest inner product) for every row of Q, by blocked products and top-k.
+
+    Parameters:
+        Q (`np.ndarray` or scipy sparse matrix):
+            (m, d) query rows.
+        X (`np.ndarray` or scipy sparse matrix):
+            (n, d) rows searched, n >= k (n > k with ``exclude_self``).
+        k (`int`):
+            Neighbours per query.
+        exclude_self (`bool`, *optional*, defaults to `False`):
+            Q is X: leave each row out of its own neighbours.
+
+    Returns:
+        (sims, idx): (m, k) float32 similarities and int64 indices into X, best first.
+    """
+    m, n = Q.shape[0], X.shape[0]
+    Q = Q.tocsr() if sp.issparse(Q) else Q
+    X = X.tocsr() if sp.issparse(X) else X
+    sims = np.empty((m, k), dtype=np.float32)
+    idx = np.empty((m, k), dtype=np.int64)
+    step = max(1, BLOCK_ENTRIES // max(1, n))
+    for start in range(0, m, step):
+        stop = min(m, start + step)
+        block = torch.from_numpy(similarity_block(Q[start:stop], X))
+        if exclude_self:
             block[torch.arange(stop - start), torch.arange(start, stop)] = -math.inf
-            values, indices = torch.topk(block, k, dim=1)
-            sims[start:stop], idx[start:stop] = values.numpy(), indices.numpy()
+        values, indices = torch.topk(block, k, dim=1)
+        sims[start:stop], idx[start:stop] = values.numpy(), indices.numpy()
     return sims, idx
 
 
@@ -216,12 +272,12 @@ def blocked_ivf_knn(Xn: np.ndarray, k: int, nprobe: int = 8, nlist: int | None =
     return sims, idx, info
 
 
-def knn_search(Xn: np.ndarray, k: int, kind: str, nprobe: int = 8,
+def knn_search(Xn: np.ndarray | sp.csr_matrix, k: int, kind: str, nprobe: int = 8,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray, str, dict[str, float]]:
     """k nearest neighbours of every row of Xn among the other rows, by cosine similarity.
 
     Args:
-        Xn: (n, d) float32 unit-norm rows (see `normalised_rows`).
+        Xn: (n, d) float32 unit-norm rows (see `normalised_rows`), dense or, for ``kind="exact"``, scipy sparse.
         k: neighbours per row (< n).
         kind: ``exact``, ``ivf`` or ``hnsw`` (see the module docstring).
         nprobe: lists probed per list by ``ivf``.
@@ -229,13 +285,19 @@ def knn_search(Xn: np.ndarray, k: int, kind: str, nprobe: int = 8,
 
     Returns:
         (sims, idx, backend, timings): (n, k) arrays (idx -1 where fewer than k candidates existed), the backend
-        used (``faiss-flat``, ``torch-exact``, ``ivf-blocked`` or ``faiss-hnsw``) and seconds for ``index_build``
-        and ``knn`` (build included).
+        used (``faiss-flat``, ``torch-exact``, ``sparse-exact``, ``ivf-blocked`` or ``faiss-hnsw``) and seconds for
+        ``index_build`` and ``knn`` (build included).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if sp.issparse(Xn) and kind != "exact":
+        raise ValueError(f"kind={kind!r} needs dense rows, got a scipy sparse matrix: use kind='exact' (blocked sparse "
+                         f"products) or densify the rows")
     start = time.perf_counter()
-    if kind == "ivf":
+    if sp.issparse(Xn):
+        sims, idx = exact_knn(Xn, Xn, k, exclude_self=True)
+        backend, build = "sparse-exact", 0.0
+    elif kind == "ivf":
         sims, idx, info = blocked_ivf_knn(Xn, k, nprobe=nprobe, seed=seed)
         backend, build = "ivf-blocked", info["index_build"]
     else:
@@ -245,7 +307,7 @@ def knn_search(Xn: np.ndarray, k: int, kind: str, nprobe: int = 8,
                 warnings.warn(f"faiss is not installed: index='hnsw' falls back to exact torch search, which is "
                               f"O(n^2) for n={Xn.shape[0]}; use index='ivf' for an approximate search without faiss",
                               stacklevel=3)
-            sims, idx = _torch_exact_knn(Xn, k)
+            sims, idx = exact_knn(Xn, Xn, k, exclude_self=True)
             backend, build = "torch-exact", 0.0
         else:
             sims, idx, build = _faiss_knn(faiss, Xn, k, kind)

@@ -1,93 +1,66 @@
-"""Label spreading (Zhou et al., 2004) over a sparse k-nearest-neighbour graph of embeddings.
+"""`LabelPropagator`: label spreading (Zhou et al., 2004) over a sparse cosine k-nearest-neighbour graph, as a
+scikit-learn classifier.
 
 The graph is never dense: neighbours come from `hf_ssl.graph.knn` (exact, a blocked IVF search in torch, or faiss
-HNSW), and everything downstream lives in ``scipy.sparse`` with O(n·k) memory.
+HNSW), and everything downstream lives in ``scipy.sparse`` with O(n·k) memory (`hf_ssl.graph.spreading`).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import LinearOperator, cg
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from hf_ssl.graph.knn import KINDS, knn_search, normalised_rows
+from hf_ssl.graph.knn import KINDS, exact_knn, knn_search, normalised_rows
+from hf_ssl.graph.labels import encode_targets, with_unlabeled
+from hf_ssl.graph.spreading import SOLVERS, induce, knn_graph, normalise_graph, spread
+from hf_ssl.graph.threads import compute_threads, resolve_n_jobs
 from hf_ssl.utils import as_numpy, single_threaded_blas
 
 __all__ = ["LabelPropagator"]
 
-_SOLVERS = ("cg", "iterative")
 _INDEXES = ("auto", *KINDS)
 _METRICS = ("cosine",)
+_SMALL_WORK = 1 << 20
+"""Entries of X below which the search runs on one thread without measuring the load."""
 
 
-def _knn_graph(sims: np.ndarray, idx: np.ndarray, power: float) -> sp.csr_matrix:
-    """Symmetrised affinity W + Wᵀ with weights max(cos, 0)**power (missing neighbours, idx -1, are dropped)."""
-    n, k = idx.shape
-    valid = idx >= 0
-    weights = np.maximum(sims.astype(np.float64), 0.0) ** power
-    weights[~valid] = 0.0
-    index_dtype = np.int32 if n < 2**31 - 1 else np.int64
-    rows = np.repeat(np.arange(n, dtype=index_dtype), k)
-    cols = np.where(valid, idx, 0).astype(index_dtype).ravel()
-    W = sp.csr_matrix((weights.ravel(), (rows, cols)), shape=(n, n))
-    W = (W + W.T).tocsr()
-    W.eliminate_zeros()
-    return W
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _normalise_graph(W: sp.csr_matrix) -> sp.csr_matrix:
-    """S = D^-1/2 W D^-1/2; isolated rows (degree 0) stay zero."""
-    degree = np.asarray(W.sum(axis=1)).ravel()
-    inv_sqrt = np.zeros_like(degree)
-    np.divide(1.0, np.sqrt(degree), out=inv_sqrt, where=degree > 0)
-    S = W.copy()
-    row_of_entry = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
-    S.data *= inv_sqrt[row_of_entry] * inv_sqrt[S.indices]
-    return S
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _spread(S: sp.csr_matrix, Y: np.ndarray, alpha: float, solver: str, max_iter: int,
-            tol: float) -> tuple[np.ndarray, int, bool]:
-    """F* = (1 − α)(I − αS)⁻¹Y by per-class conjugate gradient or by the fixed-point iteration.
-
-    Returns (F, iterations, converged); for CG, iterations is the maximum over classes.
-    """
-    n, n_classes = Y.shape
-    if solver == "cg":
-        operator = LinearOperator((n, n), matvec=lambda v: v - alpha * (S @ v), dtype=np.float64)
-        F = np.empty((n, n_classes))
-        counter = [0]
-
-        def count(_: np.ndarray) -> None:
-            counter[0] += 1
-
-        n_iter, converged = 0, True
-        for c in range(n_classes):
-            counter[0] = 0
-            F[:, c], info = cg(operator, Y[:, c], rtol=tol, atol=0.0, maxiter=max_iter, callback=count)
-            n_iter, converged = max(n_iter, counter[0]), converged and info == 0
-        F *= 1.0 - alpha
-        return F, n_iter, converged
-    base = (1.0 - alpha) * Y
-    F = Y.copy()
-    for it in range(1, max_iter + 1):
-        new = alpha * (S @ F) + base
-        delta = np.linalg.norm(new - F)
-        F = new
-        if delta <= tol * np.linalg.norm(F):
-            return F, it, True
-    return F, max_iter, False
+def _as_array(a: Any) -> Any:
+    """Torch tensors as numpy arrays; everything else (arrays, lists, data frames, sparse matrices) unchanged."""
+    return as_numpy(a) if hasattr(a, "detach") else a
 
 
-class LabelPropagator:
-    """Transductive label spreading over a sparse cosine kNN graph (scikit-learn-like ``fit``).
+def _length(a: Any) -> int | None:
+    """Rows of an array-like (None for a scalar)."""
+    shape = getattr(a, "shape", None)
+    if shape is not None:
+        return shape[0] if len(shape) else None
+    return len(a) if hasattr(a, "__len__") else None
 
-    Solves (I − αS)F = Y with S = D^-1/2 W D^-1/2 and W the symmetrised kNN graph with weights max(cos, 0)**power.
-    Only transduction is offered: there is no ``predict`` for new points.
+
+class LabelPropagator(ClassifierMixin, BaseEstimator):
+    """Label spreading over a sparse cosine kNN graph, as a scikit-learn semi-supervised classifier.
+
+    ``fit(X, y)`` takes the rows of every sample and their labels, -1 for unlabeled rows, as
+    `sklearn.semi_supervised.LabelSpreading` does, and solves (I − αS)F = Y with S = D^-1/2 W D^-1/2 and W the
+    symmetrised kNN graph with weights max(cos, 0)**power. ``predict`` / ``predict_proba`` extend the result to new
+    points through their neighbours among the fitted rows.
 
     Parameters:
         n_neighbors (`int`, *optional*, defaults to `10`):
@@ -95,11 +68,12 @@ class LabelPropagator:
         alpha (`float`, *optional*, defaults to `0.99`):
             Spreading factor in (0, 1); larger spreads further from the labeled rows.
         power (`float`, *optional*, defaults to `3`):
-            Exponent (> 0) of the edge weights max(cos, 0)**power.
+            Exponent (finite, > 0) of the edge weights max(cos, 0)**power.
         solver (`str`, *optional*, defaults to `"cg"`):
             `"cg"` (conjugate gradient per class) or `"iterative"` (F ← αSF + (1 − α)Y).
         max_iter (`int`, *optional*, defaults to `30`):
-            Maximum iterations of the solver (per class for CG).
+            Maximum iterations of the solver (per class for CG); a `ConvergenceWarning` says when it stopped there
+            before reaching ``tol``.
         tol (`float`, *optional*, defaults to `1e-6`):
             Relative tolerance (> 0): CG residual, or change of F for the iterative solver.
         index (`str`, *optional*, defaults to `"auto"`):
@@ -107,6 +81,7 @@ class LabelPropagator:
             spherical k-means splits the rows into about sqrt(nprobe·n) lists and each list is searched against
             its ``nprobe`` nearest lists by matrix products; plain torch, no faiss needed), `"hnsw"` (faiss HNSW,
             approximate) or `"auto"` (exact up to ``exact_threshold`` rows, IVF above). See `hf_ssl.graph.knn`.
+            Sparse X is always searched exactly, by sparse products (`"ivf"` and `"hnsw"` need dense X).
         exact_threshold (`int`, *optional*, defaults to `20000`):
             Largest number of rows searched exactly when ``index="auto"``.
         nprobe (`int`, *optional*, defaults to `8`):
@@ -118,6 +93,10 @@ class LabelPropagator:
         prior_weight (`float`, *optional*, defaults to `1.0`):
             Weight (>= 0) of ``fit``'s ``prior`` on the unlabeled rows, relative to the weight 1 of a labeled
             row's one-hot label; 0 ignores the prior's values (its classes still define ``classes_``).
+        n_jobs (`int` or `None`, *optional*, defaults to `None`):
+            Threads of the neighbour search (torch and faiss). `None`: as many as CPUs are free, measured when
+            the search starts (one for small inputs), at most torch's thread setting; see `hf_ssl.graph.threads`.
+            A positive number: that many; -1: every usable CPU, -2: all but one, as in joblib.
 
     A ``prior`` passed to ``fit`` (an (n, C) array of class probabilities, e.g. from
     `hf_ssl.graph.zero_shot.zero_shot_probabilities`) initialises the label distributions of the unlabeled rows:
@@ -126,97 +105,72 @@ class LabelPropagator:
 
     Attributes (after ``fit``):
         transduction_: (n,) labels; labeled rows keep theirs, rows that receive no label mass (not connected to
-            any labeled row, and no prior or ``prior_weight=0``) get -1.
+            any labeled row, and no prior or ``prior_weight=0``) get -1 (an object array when the classes are not
+            numbers).
         label_distributions_: (n, C) row-normalised class distributions (one-hot on labeled rows, uniform on rows
             that receive no label mass).
         confidence_: (n,) maximum probability.  certainty_: (n,) 1 − entropy / log(C).
         classes_: (C,) sorted labels (0..C-1 with a prior).  n_iter_: solver iterations.  converged_: whether the
             solver reached ``tol``.
+        n_features_in_: features of X.  feature_names_in_: column names of X, when X is a data frame.
+        X_: (n, d) the L2-normalised rows (float32; CSR when X is sparse) that ``predict`` searches.
         neighbors_: (n, k) each row's nearest neighbours, best first (-1 where fewer than k were found).
         graph_: symmetrised (n, n) sparse affinity W.  index_: neighbour backend used ("faiss-flat", "torch-exact",
-            "ivf-blocked" or "faiss-hnsw").  timings_: seconds for "index_build", "knn" (incl. build), "graph",
-            "solve", "total".
+            "sparse-exact", "ivf-blocked" or "faiss-hnsw").  n_threads_: threads of the search.
+        timings_: seconds for "index_build", "knn" (incl. build), "graph", "solve", "total".
     """
 
     def __init__(self, n_neighbors: int = 10, alpha: float = 0.99, power: float = 3, solver: str = "cg",
                  max_iter: int = 30, tol: float = 1e-6, index: str = "auto", exact_threshold: int = 20000,
-                 nprobe: int = 8, metric: str = "cosine", random_state: int = 0,
-                 prior_weight: float = 1.0):
+                 nprobe: int = 8, metric: str = "cosine", random_state: int = 0, prior_weight: float = 1.0,
+                 n_jobs: int | None = None):
         self.n_neighbors, self.alpha, self.power, self.solver = n_neighbors, alpha, power, solver
         self.max_iter, self.tol, self.index, self.exact_threshold = max_iter, tol, index, exact_threshold
         self.nprobe, self.metric, self.random_state = nprobe, metric, random_state
-        self.prior_weight = prior_weight
+        self.prior_weight, self.n_jobs = prior_weight, n_jobs
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments, as in scikit-learn.
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
-        Args:
-            deep: unused (kept for scikit-learn compatibility).
-        """
-        names = ("n_neighbors", "alpha", "power", "solver", "max_iter", "tol", "index", "exact_threshold", "nprobe",
-                 "metric", "random_state", "prior_weight")
-        return {name: getattr(self, name) for name in names}
-
-    def _check_params(self, n: int) -> None:
-        def is_int(value: Any) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-        if not is_int(self.n_neighbors) or not 1 <= self.n_neighbors < n:
+    def _check_params(self, n: int, sparse: bool) -> None:
+        if not _is_int(self.n_neighbors) or not 1 <= self.n_neighbors < n:
             raise ValueError(f"n_neighbors must be an integer in [1, n_samples={n}), got {self.n_neighbors!r}")
-        if not 0.0 < float(self.alpha) < 1.0:
-            raise ValueError(f"alpha must be in the open interval (0, 1), got {self.alpha!r}")
-        if not float(self.power) > 0.0:
-            raise ValueError(f"power must be > 0, got {self.power!r}")
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
-        if not is_int(self.max_iter) or self.max_iter < 1:
+        if not _is_real(self.alpha) or not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be a number in the open interval (0, 1), got {self.alpha!r}")
+        if not _is_real(self.power) or not (math.isfinite(self.power) and self.power > 0):
+            raise ValueError(f"power must be a finite number > 0, got {self.power!r}: the edge weights are "
+                             f"max(cos, 0)**power, and an infinite power zeroes every edge but exact duplicates")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
-        if not float(self.tol) > 0.0:
-            raise ValueError(f"tol must be > 0, got {self.tol!r}")
+        if not _is_real(self.tol) or not (math.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be a finite number > 0, got {self.tol!r}")
         if self.index not in _INDEXES:
             raise ValueError(f"index must be one of {_INDEXES}, got {self.index!r}")
-        if not is_int(self.exact_threshold) or self.exact_threshold < 0:
+        if sparse and self.index in ("ivf", "hnsw"):
+            raise ValueError(f"index={self.index!r} needs dense X, got a scipy sparse X: use index='exact' or 'auto' "
+                             f"(exact search by sparse products), or pass X.toarray()")
+        if not _is_int(self.exact_threshold) or self.exact_threshold < 0:
             raise ValueError(f"exact_threshold must be a non-negative integer, got {self.exact_threshold!r}")
-        if not is_int(self.nprobe) or self.nprobe < 1:
+        if not _is_int(self.nprobe) or self.nprobe < 1:
             raise ValueError(f"nprobe must be a positive integer, got {self.nprobe!r}")
         if self.metric not in _METRICS:
             raise ValueError(f"metric must be one of {_METRICS}, got {self.metric!r}")
-        if not is_int(self.random_state):
+        if not _is_int(self.random_state):
             raise ValueError(f"random_state must be an integer, got {self.random_state!r}")
         weight = self.prior_weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)) or not (
-                math.isfinite(weight) and weight >= 0):
+        if not _is_real(weight) or not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"prior_weight must be a finite number >= 0, got {weight!r}")
+        if self.n_jobs is not None and (not _is_int(self.n_jobs) or self.n_jobs == 0):
+            raise ValueError(f"n_jobs must be None or a non-zero integer (-1: every CPU), got {self.n_jobs!r}")
 
     @staticmethod
-    def _check_data(X: Any, y: Any, require_labeled: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        X, y = as_numpy(X), as_numpy(y)
-        if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
-            raise ValueError(f"X must be a 2-D array with at least 2 rows and 1 column, got shape {X.shape}")
-        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
-        if y.ndim != 1:
-            raise ValueError(f"y must be a 1-D array, got shape {y.shape}")
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"y has {y.shape[0]} entries but X has {X.shape[0]} rows")
-        if np.issubdtype(y.dtype, np.floating):
-            if not np.isfinite(y).all() or not np.all(y == np.round(y)):
-                raise ValueError("y must contain integer labels (-1 for unlabeled)")
-            y = y.astype(np.int64)
-        elif not np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
-            raise ValueError(f"y must contain integer labels (-1 for unlabeled), got dtype {y.dtype}")
-        y = y.astype(np.int64)
-        if (y < -1).any():
-            raise ValueError(f"y must be >= -1 (-1 marks unlabeled rows), found {int(y.min())}")
-        if require_labeled and not (y >= 0).any():
-            raise ValueError("y has no labeled rows: at least one entry must be >= 0")
-        return X, y
-
-    @staticmethod
-    def _check_prior(prior: Any, y: np.ndarray) -> np.ndarray:
+    def _check_prior(prior: Any, n: int) -> np.ndarray:
         """The prior as float64 with rows renormalised to sum to exactly 1; raises on an invalid prior."""
         prior = as_numpy(prior)
-        n = y.shape[0]
         if prior.ndim != 2 or prior.shape[0] != n or prior.shape[1] < 1:
             raise ValueError(f"prior must be a 2-D (n_samples={n}, n_classes) array, got shape {prior.shape}")
         if prior.dtype == np.bool_ or not (np.issubdtype(prior.dtype, np.floating)
@@ -232,59 +186,63 @@ class LabelPropagator:
         if bad.size:
             raise ValueError(f"prior rows must sum to 1 (class probabilities, not logits): row {int(bad[0])} sums "
                              f"to {float(sums[bad[0]]):.6g}")
-        n_classes = prior.shape[1]
-        if y.max() >= n_classes:
-            raise ValueError(f"y has label {int(y.max())} but prior has {n_classes} columns: with a prior, labels "
-                             f"must lie in [0, {n_classes})")
         return prior / sums[:, None]
 
-    def _neighbours(self, Xn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _threads(self, X: Any) -> int:
+        work = X.nnz if sp.issparse(X) else X.shape[0] * X.shape[1]
+        return resolve_n_jobs(self.n_jobs, work, _SMALL_WORK)
+
+    def _neighbours(self, Xn: Any) -> tuple[np.ndarray, np.ndarray]:
         n = Xn.shape[0]
         kind = self.index if self.index != "auto" else ("exact" if n <= self.exact_threshold else "ivf")
-        sims, idx, self.index_, timings = knn_search(Xn, int(self.n_neighbors), kind, int(self.nprobe),
-                                                     int(self.random_state))
+        if sp.issparse(Xn):
+            kind = "exact"
+        with compute_threads(self._threads(Xn)) as self.n_threads_:
+            sims, idx, self.index_, timings = knn_search(Xn, int(self.n_neighbors), kind, int(self.nprobe),
+                                                         int(self.random_state))
         self.timings_.update(timings)
         return sims, idx
 
     def fit(self, X: Any, y: Any, prior: Any = None) -> LabelPropagator:
         """Build the kNN graph of X and spread the labels of y (and the prior, if any) over it.
 
-        Args:
-            X: (n, d) features (numpy array, array-like or torch tensor).
-            y: (n,) integer labels, -1 for unlabeled rows; in [0, C) when ``prior`` is given.
-            prior: optional (n, C) class probabilities (non-negative, rows summing to 1 within 1e-3; they are
-                renormalised exactly) that initialise the unlabeled rows' label distributions, weighted by
-                ``prior_weight``; its rows for labeled samples are ignored.
+        Parameters:
+            X (array-like, scipy sparse matrix or `torch.Tensor`):
+                (n, d) features, n >= 2.
+            y (array-like or `torch.Tensor`):
+                (n,) class labels, -1 for unlabeled rows: integers, or strings in an object array with the
+                integer -1 for unlabeled rows; indices in [0, C) when ``prior`` is given.
+            prior (array-like or `torch.Tensor`, *optional*, defaults to `None`):
+                (n, C) class probabilities (non-negative, rows summing to 1 within 1e-3; they are renormalised
+                exactly) that initialise the unlabeled rows' label distributions, weighted by ``prior_weight``;
+                its rows for labeled samples are ignored.
 
         Returns:
             self.
         """
         t0 = time.perf_counter()
-        X, y = self._check_data(X, y, require_labeled=prior is None)
-        self._check_params(X.shape[0])
+        X, y = _as_array(X), _as_array(y)
+        n_rows, n_labels = _length(X), _length(y)
+        if n_rows is not None and n_labels is not None and n_rows != n_labels:
+            raise ValueError(f"y has {n_labels} entries but X has {n_rows} rows: give one label per row of X (-1 for "
+                             f"unlabeled rows)")
+        X, y = validate_data(self, X, y, accept_sparse=True, ensure_min_samples=2)
+        self._check_params(X.shape[0], sp.issparse(X))
         if prior is not None:
-            prior = self._check_prior(prior, y)
+            prior = self._check_prior(prior, X.shape[0])
+        self.classes_, labeled, codes = encode_targets(y, None if prior is None else prior.shape[1])
         self.timings_: dict[str, float] = {}
-        Xn = normalised_rows(X)
-        n = Xn.shape[0]
-        self.n_features_in_ = Xn.shape[1]
-        sims, idx = self._neighbours(Xn)
+        self.X_ = normalised_rows(X)
+        n = self.X_.shape[0]
+        sims, idx = self._neighbours(self.X_)
         self.neighbors_ = idx
-        del Xn
 
         start = time.perf_counter()
-        self.graph_ = _knn_graph(sims, idx, float(self.power))
+        self.graph_ = knn_graph(sims, idx, float(self.power))
         del sims
-        S = _normalise_graph(self.graph_)
+        S = normalise_graph(self.graph_)
         self.timings_["graph"] = time.perf_counter() - start
 
-        labeled = y >= 0
-        if prior is None:
-            self.classes_ = np.unique(y[labeled])
-            codes = np.searchsorted(self.classes_, y[labeled])
-        else:
-            self.classes_ = np.arange(prior.shape[1], dtype=np.int64)
-            codes = y[labeled]
         n_classes = len(self.classes_)
         Y = np.zeros((n, n_classes))
         if prior is not None:
@@ -294,12 +252,22 @@ class LabelPropagator:
 
         start = time.perf_counter()
         with single_threaded_blas():
-            F, self.n_iter_, self.converged_ = _spread(S, Y, float(self.alpha), self.solver, int(self.max_iter),
-                                                       float(self.tol))
+            F, self.n_iter_, self.converged_ = spread(S, Y, float(self.alpha), self.solver, int(self.max_iter),
+                                                      float(self.tol))
         self.timings_["solve"] = time.perf_counter() - start
         del S, Y
-        np.maximum(F, 0.0, out=F)  # the exact solution is non-negative; clip solver round-off
+        if not self.converged_:
+            warnings.warn(f"max_iter={self.max_iter} was reached without convergence (solver={self.solver!r}, "
+                          f"tol={self.tol}): the distributions are those of the last iteration; raise max_iter for "
+                          f"the converged solution", ConvergenceWarning, stacklevel=2)
+        self._set_results(F, labeled, codes)
+        self.timings_["total"] = time.perf_counter() - t0
+        return self
 
+    def _set_results(self, F: np.ndarray, labeled: np.ndarray, codes: np.ndarray) -> None:
+        """Normalise the solution F in place and set the distributions, transduction, confidence and certainty."""
+        n, n_classes = F.shape
+        np.maximum(F, 0.0, out=F)  # the exact solution is non-negative; clip solver round-off
         row_mass = F.sum(axis=1)
         reachable = row_mass > 0
         F[reachable] /= row_mass[reachable, None]
@@ -308,10 +276,8 @@ class LabelPropagator:
         F[np.flatnonzero(labeled), codes] = 1.0
         self.label_distributions_ = F
 
-        transduction = self.classes_[F.argmax(axis=1)]
-        transduction[labeled] = y[labeled]
-        transduction[~reachable & ~labeled] = -1
-        self.transduction_ = transduction
+        unreached = ~reachable & ~labeled
+        self.transduction_ = with_unlabeled(self.classes_, F.argmax(axis=1), unreached)
         self.confidence_ = F.max(axis=1)
         if n_classes > 1:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -319,6 +285,37 @@ class LabelPropagator:
             self.certainty_ = 1.0 + plogp.sum(axis=1) / math.log(n_classes)
         else:
             self.certainty_ = np.ones(n)
-        self.certainty_[~reachable & ~labeled] = 0.0
-        self.timings_["total"] = time.perf_counter() - t0
-        return self
+        self.certainty_[unreached] = 0.0
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of new points: the average of the label distributions of their ``n_neighbors``
+        most similar fitted rows (exact cosine search), weighted by max(cos, 0)**power as the graph's edges are.
+        A point with no positive similarity to its neighbours gets the uniform distribution.
+
+        Parameters:
+            X (array-like, scipy sparse matrix or `torch.Tensor`):
+                (m, d) points with the fitted number of features.
+
+        Returns:
+            (m, C) probabilities, columns in the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, _as_array(X), accept_sparse=True, reset=False)
+        Q = normalised_rows(X)
+        k = min(int(self.n_neighbors), self.X_.shape[0])
+        with compute_threads(self._threads(Q)):
+            sims, idx = exact_knn(Q, self.X_, k)
+        return induce(sims, idx, self.label_distributions_, float(self.power))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of every new point (see `predict_proba`).
+
+        Parameters:
+            X (array-like, scipy sparse matrix or `torch.Tensor`):
+                (m, d) points with the fitted number of features.
+
+        Returns:
+            (m,) labels from ``classes_``.
+        """
+        probs = self.predict_proba(X)
+        return self.classes_[probs.argmax(axis=1)]
