@@ -1,20 +1,27 @@
 """Scale benchmark: scikit-learn LabelSpreading(kernel="knn") vs hf_ssl LabelPropagator on clustered 384-d data.
 
 Usage:
-    python -m bench.labelprop_scale --n 50000      # sklearn vs LabelPropagator (approximate and exact index)
-    python -m bench.labelprop_scale --n 1000000    # LabelPropagator only: time and peak RSS
+    python -m bench.labelprop_scale --n 50000            # sklearn vs LabelPropagator (approximate and exact index)
+    python -m bench.labelprop_scale --n 50000 --busy 1   # the same with one CPU-bound busy loop running alongside
+    python -m bench.labelprop_scale --n 1000000          # LabelPropagator only: time and peak RSS
 
 Each class is a mixture of a few Gaussian modes on the unit sphere with enough noise that kNN neighbourhoods are
-mixed; about 1% of each class is labeled. Accuracy is measured on the unlabeled rows. Results go to
-bench/results/labelprop_scale_<n>.json.
+mixed; about 1% of each class is labeled. Accuracy is measured on the unlabeled rows. ``--busy N`` starts N
+``python -c "while True: pass"`` processes before the timed runs and stops them after, to measure on a loaded
+machine; every run records the 1-minute load average before and after it. Results go to
+bench/results/labelprop_scale_<n>.json (``_busy<N>`` before ``.json`` with ``--busy``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -71,14 +78,34 @@ def accuracy(pred: np.ndarray, truth: np.ndarray, y: np.ndarray) -> float:
     return float((pred[unlabeled] == truth[unlabeled]).mean())
 
 
+@contextlib.contextmanager
+def busy_loops(count: int) -> Iterator[list[int]]:
+    """Run ``count`` CPU-bound ``python -c "while True: pass"`` processes inside the block; yields their pids."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        time.sleep(2.0 if count else 0.0)  # let the scheduler and the load average see them
+        yield [p.pid for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def run_sklearn(X: np.ndarray, y: np.ndarray, truth: np.ndarray, k: int) -> dict[str, Any]:
     from sklearn.semi_supervised import LabelSpreading
 
+    load_before = load()
     start = time.perf_counter()
     model = LabelSpreading(kernel="knn", n_neighbors=k).fit(X, y)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "accuracy": accuracy(model.transduction_, truth, y),
-            "params": {"kernel": "knn", "n_neighbors": k, "alpha": model.alpha, "max_iter": model.max_iter}}
+            "params": {"kernel": "knn", "n_neighbors": k, "alpha": model.alpha, "max_iter": model.max_iter},
+            "load_before": load_before, "load_after": load()}
 
 
 def exact_neighbours(X: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -102,12 +129,14 @@ def recall_at_k(neighbours: np.ndarray, rows: np.ndarray, exact: np.ndarray) -> 
 
 def run_propagator(X: np.ndarray, y: np.ndarray, truth: np.ndarray, exact: tuple[np.ndarray, np.ndarray] | None,
                    **params: Any) -> dict[str, Any]:
+    load_before = load()
     start = time.perf_counter()
     model = LabelPropagator(**params).fit(X, y)
     seconds = time.perf_counter() - start
     result = {"seconds": seconds, "accuracy": accuracy(model.transduction_, truth, y), "index": model.index_,
               "timings": {key: round(value, 3) for key, value in model.timings_.items()}, "n_iter": model.n_iter_,
-              "unreachable": int((model.transduction_ < 0).sum()), "params": params}
+              "n_threads": model.n_threads_, "unreachable": int((model.transduction_ < 0).sum()), "params": params,
+              "load_before": load_before, "load_after": load()}
     if exact is not None:
         result["recall_at_k"] = recall_at_k(model.neighbors_, *exact)
     result["same_class_neighbours"] = float(np.mean(truth[model.neighbors_] == truth[:, None]))
@@ -126,14 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", type=int, default=10, help="neighbours for both methods")
     parser.add_argument("--compare-max-n", type=int, default=200_000,
                         help="above this n, only the default LabelPropagator runs (no sklearn, no exact index)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="CPU-bound busy-loop processes running alongside the timed runs")
     parser.add_argument("--recall_sample", type=int, default=2000,
                         help="rows whose exact neighbours are computed to measure the index's recall@k (0: skip)")
     return parser
 
 
+def timed_runs(args: argparse.Namespace, X: np.ndarray, y: np.ndarray, truth: np.ndarray,
+               exact: tuple[np.ndarray, np.ndarray] | None, runs: dict[str, dict[str, Any]], compare: bool) -> None:
+    """scikit-learn's LabelSpreading (when comparing) and each LabelPropagator configuration, into ``runs``."""
+    if compare:
+        runs["sklearn_knn"] = run_sklearn(X, y, truth, args.k)
+        print(f"sklearn LabelSpreading(knn, k={args.k}): {runs['sklearn_knn']['seconds']:.2f} s  "
+              f"acc {runs['sklearn_knn']['accuracy']:.4f}  load {runs['sklearn_knn']['load_before']}->"
+              f"{runs['sklearn_knn']['load_after']}", flush=True)
+    configs = {"propagator_default": {"n_neighbors": args.k}}
+    if compare:
+        configs["propagator_exact"] = {"n_neighbors": args.k, "index": "exact"}
+    for name, params in configs.items():
+        runs[name] = run_propagator(X, y, truth, exact, **params)
+        r = runs[name]
+        print(f"LabelPropagator {name.split('_')[1]:<8} [{r['index']}]: {r['seconds']:.2f} s  acc {r['accuracy']:.4f}  "
+              f"recall@{args.k} {r.get('recall_at_k', float('nan')):.3f}  same-class neighbours "
+              f"{r['same_class_neighbours']:.4f}  timings {r['timings']}  threads {r['n_threads']}  "
+              f"load {r['load_before']}->{r['load_after']}  unreachable {r['unreachable']}  "
+              f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.out = args.out or str(RESULTS / f"labelprop_scale_{args.n}.json")
+    args.out = args.out or str(RESULTS / f"labelprop_scale_{args.n}{f'_busy{args.busy}' if args.busy else ''}.json")
     run = start_run(args, __file__, argv)
 
     start = time.perf_counter()
@@ -156,20 +208,12 @@ def main(argv: list[str] | None = None) -> None:
         result["recall_sample"] = len(rows)
     runs: dict[str, dict[str, Any]] = {}
     compare = args.n <= args.compare_max_n
-    if compare:
-        runs["sklearn_knn"] = run_sklearn(X, y, truth, args.k)
-        print(f"sklearn LabelSpreading(knn, k={args.k}): {runs['sklearn_knn']['seconds']:.2f} s  "
-              f"acc {runs['sklearn_knn']['accuracy']:.4f}", flush=True)
-    configs = {"propagator_default": {"n_neighbors": args.k}}
-    if compare:
-        configs["propagator_exact"] = {"n_neighbors": args.k, "index": "exact"}
-    for name, params in configs.items():
-        runs[name] = run_propagator(X, y, truth, exact, **params)
-        r = runs[name]
-        print(f"LabelPropagator {name.split('_')[1]:<8} [{r['index']}]: {r['seconds']:.2f} s  acc {r['accuracy']:.4f}  "
-              f"recall@{args.k} {r.get('recall_at_k', float('nan')):.3f}  same-class neighbours "
-              f"{r['same_class_neighbours']:.4f}  timings {r['timings']}  unreachable {r['unreachable']}  "
-              f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
+    with busy_loops(args.busy) as pids:
+        if pids:
+            print(f"busy loops {pids} running (load {load():.2f})", flush=True)
+        timed_runs(args, X, y, truth, exact, runs, compare)
+    result["busy_loops"] = args.busy
+    configs = [name for name in runs if name.startswith("propagator_")]
     result["runs"] = runs
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if compare:

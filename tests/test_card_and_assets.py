@@ -23,7 +23,7 @@ EXPECTED = Path(__file__).resolve().parents[1] / "model_cards" / "self_training_
 def card_trainer(tmp_path, pools, tokenizer):
     labeled, unlabeled, _ = pools
     args = SelfTrainingConfig(output_dir=str(tmp_path / "my-model"), report_to="none", use_cpu=True, seed=0,
-                              max_rounds=1, threshold=0.8)
+                              max_rounds=1, threshold=0.8, max_steps=40)
     trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                   processing_class=tokenizer)
     trainer.rounds = [
@@ -48,7 +48,42 @@ def test_whole_rendered_card(tmp_path, pools, tokenizer):
     assert {"hf_ssl", "semi-supervised", "self_training"} <= set(data["tags"])
     assert data["datasets"] == ["reuters-r8"]
     result = data["model-index"][0]["results"][0]
-    assert result["metrics"][0] == {"type": "accuracy", "value": 0.75}
+    assert result["dataset"] == {"name": "reuters-r8", "type": "reuters-r8"}
+    assert result["metrics"] == [{"type": "accuracy", "value": 0.75}, {"type": "loss", "value": 0.6}]
+
+
+def test_model_index_whenever_the_trainer_evaluated(tmp_path, pools, tokenizer):
+    trainer = card_trainer(tmp_path, pools, tokenizer)
+    trainer.state.log_history = [{"loss": 1.0, "step": 5},
+                                 {"eval_loss": 0.7, "eval_runtime": 0.1, "eval_samples_per_second": 600.0,
+                                  "eval_steps_per_second": 75.0, "epoch": 1.0, "step": 10}]
+    trainer.create_model_card()
+    data = ModelCard.load(tmp_path / "my-model" / "README.md").data.to_dict()
+    assert data["model-index"] == [{"name": "my-model", "results": [{
+        "task": {"type": "text-classification"}, "dataset": {"name": "unknown", "type": "unknown"},
+        "metrics": [{"type": "loss", "value": 0.7}]}]}]
+    assert "datasets" not in data
+
+
+def test_no_model_index_before_any_evaluation(tmp_path, pools, tokenizer):
+    trainer = card_trainer(tmp_path, pools, tokenizer)
+    trainer.state.log_history = [{"loss": 1.0, "step": 5}]
+    trainer.create_model_card(dataset_name="reuters-r8")
+    data = ModelCard.load(tmp_path / "my-model" / "README.md").data.to_dict()
+    assert "model-index" not in data and data["datasets"] == ["reuters-r8"]
+
+
+def test_card_shows_max_steps_when_it_overrides_the_epochs(tmp_path, pools, tokenizer):
+    labeled, unlabeled, _ = pools
+    args = SelfTrainingConfig(output_dir=str(tmp_path / "steps"), report_to="none", use_cpu=True, max_rounds=0,
+                              max_steps=3, num_train_epochs=30)
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                  processing_class=tokenizer)
+    hyperparameters = trainer.card_hyperparameters()
+    assert hyperparameters["max_steps"] == 3 and "num_train_epochs" not in hyperparameters
+    trainer.create_model_card()
+    text = (tmp_path / "steps" / "README.md").read_text()
+    assert "- `max_steps`: 3\n" in text and "num_train_epochs" not in text
 
 
 def test_template_ships_in_the_wheel(tmp_path):
@@ -129,3 +164,7 @@ def test_card_renders_from_data_alone():
     assert "- labeled examples: 8\n- unlabeled examples: 40" in text and "| dog | 5 |" in text
     assert "| eval_accuracy | 0.8123 |" in text and 'AutoModelForImageClassification.from_pretrained("me/pets")' in text
     assert "No pseudo-labels have been produced yet." in text and "## Citation" not in text
+    result = card.data.to_dict()["model-index"][0]["results"][0]
+    assert result["dataset"] == {"name": "unknown", "type": "unknown"}
+    assert result["task"] == {"type": "image-classification"}
+    assert result["metrics"] == [{"type": "accuracy", "value": 0.81234}, {"type": "loss", "value": 0.5}]

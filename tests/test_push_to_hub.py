@@ -60,7 +60,7 @@ def test_push_to_hub_uploads_model_tokenizer_and_card_without_checkpoints(tmp_pa
     assert card.data.library_name == "transformers" and card.data.datasets == ["toy-keywords"]
     assert "self_training" in card.data.tags and card.data.pipeline_tag == "text-classification"
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert set(results) == {"accuracy", "macro_f1"} and 0 <= results["accuracy"] <= 1
+    assert set(results) == {"accuracy", "macro_f1", "loss"} and 0 <= results["accuracy"] <= 1
     assert "| 0 |" in card.text and "| 1 |" in card.text
 
 

@@ -307,9 +307,11 @@ class SSLTrainer(CheckpointingMixin, Trainer):
         return [], []
 
     def card_hyperparameters(self) -> dict[str, Any]:
-        """Key hyperparameters shown on the card."""
+        """Key hyperparameters shown on the card, as used: ``max_steps`` in place of ``num_train_epochs`` when it is
+        set (it overrides the epochs)."""
         args = self.args
-        return {"learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
+        length = {"max_steps": args.max_steps} if args.max_steps > 0 else {"num_train_epochs": args.num_train_epochs}
+        return {"learning_rate": args.learning_rate, **length,
                 "per_device_train_batch_size": args.per_device_train_batch_size,
                 "unlabeled_batch_ratio": args.unlabeled_batch_ratio,
                 "unlabeled_loss_weight": args.unlabeled_loss_weight, "head_init": args.head_init, "seed": args.seed}

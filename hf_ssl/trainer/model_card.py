@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.resources
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-__all__ = ["MethodInfo", "SSLModelCardData", "TEMPLATE_NAME", "format_cell", "format_counts", "last_eval_metrics",
-           "render_model_card", "template_path"]
+__all__ = ["MethodInfo", "SSLModelCardData", "TEMPLATE_NAME", "UNKNOWN_DATASET", "format_cell", "format_counts",
+           "last_eval_metrics", "model_index_metrics", "render_model_card", "template_path"]
+
+UNKNOWN_DATASET = "unknown"
+"""Dataset name and type of the card's ``model-index`` results when the evaluation set has no known name."""
+_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time",
+                "jit_compilation_time")
 
 
 @dataclass
@@ -73,6 +80,19 @@ def last_eval_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
     return {}
 
 
+def model_index_metrics(eval_results: dict[str, Any]) -> dict[str, float]:
+    """The metrics of an evaluation that go into the card's ``model-index``: every finite number of
+    ``eval_results`` (``eval_`` prefix dropped), in their order with the loss last, but not the timing and epoch
+    entries."""
+    metrics = {}
+    for key, value in eval_results.items():
+        name = key.removeprefix("eval_")
+        if (name not in _NOT_METRICS and isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and math.isfinite(value)):
+            metrics[name] = float(value)
+    return dict(sorted(metrics.items(), key=lambda item: item[0] == "loss"))
+
+
 @dataclass
 class SSLModelCardData:
     """Everything the model card of an hf_ssl model shows; `SSLTrainer.model_card_data` fills it.
@@ -92,8 +112,10 @@ class SSLModelCardData:
         labeled_counts (`list[int]`, defaults to ``[]``): labeled examples per class, in label order.
         n_unlabeled (`int`, defaults to `0`): rows of the unlabeled pool.
         num_labels (`int`, defaults to `0`): classes of the model.
-        datasets (`list[str]`, defaults to ``[]``): dataset ids of the pools, for the front matter.
-        eval_results (`dict[str, float]`, defaults to ``{}``): final evaluation metrics (``eval_*`` keys).
+        datasets (`list[str]`, defaults to ``[]``): dataset ids of the pools, for the front matter; the first one
+            names the ``model-index`` results (``"unknown"`` when there is none).
+        eval_results (`dict[str, float]`, defaults to ``{}``): final evaluation metrics (``eval_*`` keys); when
+            there are any, the front matter's ``model-index`` carries them (see `model_index_metrics`).
         hub_model_id (`str` or `None`, defaults to `None`): repository id of the loading snippet (default:
             ``model_name``).
         tags (`list[str]`, defaults to ``[]``): Hub tags besides the method's.
@@ -133,13 +155,9 @@ def render_model_card(data: SSLModelCardData) -> str:
     auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
     pipeline_tag = "image-classification" if is_image else "text-classification"
     datasets = data.datasets
-    card_eval = [
-        EvalResult(task_type=pipeline_tag, dataset_type=datasets[0] if datasets else "custom",
-                   dataset_name=datasets[0] if datasets else "evaluation split",
-                   metric_type=key.removeprefix("eval_"), metric_value=float(value))
-        for key, value in data.eval_results.items()
-        if key.removeprefix("eval_") in ("accuracy", "f1", "macro_f1", "precision", "recall")
-    ]
+    dataset = datasets[0] if datasets else UNKNOWN_DATASET
+    card_eval = [EvalResult(task_type=pipeline_tag, dataset_type=dataset, dataset_name=dataset, metric_type=name,
+                            metric_value=value) for name, value in model_index_metrics(data.eval_results).items()]
     card_data = ModelCardData(
         library_name="peft" if data.is_peft else "transformers", base_model=base_model, datasets=datasets or None,
         tags=list(dict.fromkeys([*method.tags, method.name, *data.tags])),
