@@ -82,6 +82,8 @@ DESCRIPTIONS = {
     "labelprop_scale_1000000.json": "LabelPropagator on 1M x 384 synthetic clustered vectors: time and peak RSS",
     "labelprop_scale_50000.json": "LabelPropagator (approximate and exact index) vs scikit-learn "
         "LabelSpreading(knn) on 50k x 384 synthetic clustered vectors",
+    "labelprop_scale_50000_busy1.json": "The same as labelprop_scale_50000.json with one CPU-bound busy loop "
+        "running alongside, on a machine already loaded by other jobs (load average ~6.5-7.7 on 2 CPUs)",
     "select_r8.json": "k-means vs random choice of 40 R8 texts to label, logistic regression on the picks, 3 seeds",
     "selftrain_r8.json": "Labeled-only vs self-training vs a linear probe on R8 (MiniLM, 5 labels/class, 1,500 "
         "unlabeled), 3 seeds",
