@@ -24,7 +24,6 @@ from hf_ssl.data.images import pixel_dataset
 from hf_ssl.data.metrics import classification_metrics
 
 CONTRASTIVE_STEPS = 60
-pytestmark = pytest.mark.xdist_group("fashion")  # one worker builds the Fashion-MNIST pools once
 
 
 def compare(tmp_path, new_model, labeled, unlabeled, validation, **config) -> tuple[float, ConsistencyTrainer]:

@@ -72,13 +72,15 @@ def test_label_propagation_identical_on_every_rank_and_matches_one_process(tmp_p
     # the records file (written by the main process) holds what the ranks hold
     on_disk = json.loads((tmp_path / "two" / "label_propagation.json").read_text())
     assert on_disk["propagations"] == ranks[0]["propagations"]
-    # embeddings: every rank gets all 12 + 109 rows (shards of 60 and 61), in order, without duplicates: the
-    # same arrays on both ranks, matching one process's embeddings of the (same) model row by row
+    # embeddings: each propagation encodes the labeled pool, then the unlabeled pool; every rank gets all 12 and
+    # all 109 rows (uneven shards), in order, without duplicates: the same arrays on both ranks, matching one
+    # process's embeddings of the (same) model row by row
     embeddings = [np.load(tmp_path / "two" / f"rank{i}_embeddings.npz") for i in range(2)]
     alone = np.load(tmp_path / "one" / "rank0_embeddings.npz")
-    assert len(alone.files) == len(embeddings[0].files) == 2
-    for name in alone.files:
-        assert embeddings[0][name].shape == (ranks[0]["labeled"] + ranks[0]["unlabeled"], 16)
+    assert len(alone.files) == len(embeddings[0].files) == 2 * 2  # 2 propagations x 2 pools
+    sizes = [ranks[0]["labeled"], ranks[0]["unlabeled"]] * 2
+    for name, rows in zip(alone.files, sizes, strict=True):
+        assert embeddings[0][name].shape == (rows, 16)
         np.testing.assert_array_equal(embeddings[0][name], embeddings[1][name])
         np.testing.assert_allclose(embeddings[0][name], alone[name], atol=1e-4)
     # the same steps and pseudo-labeled batches as one process with 2x the batch, the same per-step losses
