@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p.name for p in (ROOT / "recipes").glob("*.py"))
 
 
-def test_recipe_rejects_unknown_yaml_keys(tmp_path):
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_rejects_unknown_yaml_keys_before_loading_anything(tmp_path, monkeypatch, recipe):
     config = tmp_path / "bad.yaml"
     config.write_text("labels_per_klass: 2\n")
-    result = subprocess.run([sys.executable, str(ROOT / "recipes" / "text_selftrain.py"), "--config", str(config)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "labels_per_klass" in result.stderr
+    monkeypatch.setattr(sys, "argv", [recipe, "--config", str(config), "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=r"Unknown keys in .*bad\.yaml: \['labels_per_klass'\]"):
+        runpy.run_path(str(ROOT / "recipes" / recipe), run_name="__main__")
+    assert not (tmp_path / "out").exists()
