@@ -95,11 +95,11 @@ def new_dinov2(names: list[str]):
 @pytest.mark.slow
 def test_fixmatch_with_rebuilt_graph_prior_beats_labeled_only_on_fashion_mnist_by_two_points(fashion, tmp_path):
     """The image path on the real DINOv2-S with a linear-probe head: FixMatch whose targets mix in label spreading
-    over the model's embeddings, rebuilt every 20 epochs from the improving model."""
+    over the model's embeddings, rebuilt every 15 epochs from the improving model."""
     names, labeled, unlabeled, validation = fashion
     labeled_only, trainer = compare(tmp_path, lambda: new_dinov2(names), labeled, unlabeled, validation,
-                                    method="fixmatch", threshold=0.7, graph_prior_weight=0.5, graph_prior_every=20,
-                                    head_init="linear_probe", num_train_epochs=40, learning_rate=2e-5,
+                                    method="fixmatch", threshold=0.7, graph_prior_weight=0.5, graph_prior_every=15,
+                                    head_init="linear_probe", num_train_epochs=30, learning_rate=2e-5,
                                     per_device_train_batch_size=8)
     accuracy = trainer.evaluate()["eval_accuracy"]
     graph = [round(r["graph_accuracy"], 3) for r in trainer.graph_records]
