@@ -1,8 +1,11 @@
-"""The README starts with exactly the two set-up commands, CI runs the second one verbatim, and the docs hold
-together: README at most 120 lines, every page in mkdocs.yml's nav exists, every relative link points to an
-existing file (and heading)."""
+"""The README starts with exactly the two set-up commands, CI runs the second one verbatim, the first installs no
+extra and the main job imports none, and the docs hold together: README at most 120 lines, every page in
+mkdocs.yml's nav exists, every relative link points to an existing file (and heading)."""
 
 import re
+import subprocess
+import sys
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -14,14 +17,43 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
+def _commands() -> tuple[str, str]:
+    blocks = (ROOT / "README.md").read_text().split("```bash\n")
+    return blocks[1].split("```")[0].strip(), blocks[2].split("```")[0].strip()
+
+
 def test_readme_commands_match_ci():
     text = (ROOT / "README.md").read_text()
-    blocks = text.split("```bash\n")
-    first, second = blocks[1].split("```")[0].strip(), blocks[2].split("```")[0].strip()
+    first, second = _commands()
     assert "recipes/text_selftrain.py" in first and first.startswith("python3 -m venv .venv")
     assert "pytest" in second
     assert text.index("```bash") < text.index("## ")
     assert second in (ROOT / ".ci" / "run").read_text()
+
+
+def _distribution(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_main_job_installs_and_imports_no_extra():
+    """The first command installs the core dependencies only, the second the dev extra; the main job's recipe
+    (imported and its argument parser run, with every module that only an extra installs made unimportable)
+    needs none of the extras."""
+    first, second = _commands()
+    assert ".venv/bin/pip install -e . " in first and "[" not in first, first
+    assert '.venv/bin/pip install -e ".[dev]"' in second
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {_distribution(r) for r in project["dependencies"]}
+    extras = {_distribution(r) for reqs in project["optional-dependencies"].values() for r in reqs} - core
+    blocked = sorted(m for m, dists in packages_distributions().items()
+                     if any(_distribution(d) in extras for d in dists))
+    assert {"onnx", "onnxruntime", "faiss", "kornia"} <= set(blocked), "install the dev extra to run this test"
+    code = (f"import runpy, sys\nsys.modules.update(dict.fromkeys({blocked!r}))\n"
+            "sys.argv = ['text_selftrain.py', '--help']\n"
+            "runpy.run_path('recipes/text_selftrain.py', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "--threshold" in result.stdout, result.stderr[-3000:]
 
 
 def test_readme_is_short():
