@@ -21,8 +21,9 @@ class SSLConfig(TrainingArguments):
     """`TrainingArguments` plus what every semi-supervised method needs.
 
     Every `TrainingArguments` field keeps its meaning; `HfArgumentParser` parses this class as it is. Only the
-    fields below are new or have another default. Every config rejects, when it is built: a non-whole number for an
-    integer field (a whole float such as ``2.0`` is taken as ``2``), NaN or infinity for a float field (but
+    fields below are new or have another default; each changed `TrainingArguments` default names the original and
+    why it differs (also in docs/self_training.md). Every config rejects, when it is built: a non-whole number for
+    an integer field (a whole float such as ``2.0`` is taken as ``2``), NaN or infinity for a float field (but
     ``max_grad_norm``), a run that trains nothing (``max_steps=0``, or ``num_train_epochs <= 0`` without
     ``max_steps``), an ``output_dir`` that is a file, and contradictory settings of its method.
 
@@ -42,13 +43,18 @@ class SSLConfig(TrainingArguments):
             - `"linear_probe"`: LP-FT, fitted as a logistic regression on the frozen features of the labeled pool
               before any training (see `hf_ssl.methods.head_init`).
         num_train_epochs (`float`, *optional*, defaults to `30.0`):
-            As in `TrainingArguments`, with a default suited to small labeled pools.
+            `TrainingArguments` default: `3.0`. Epochs are passes over the labeled pool, which is small (40 rows
+            make 5 steps an epoch at batch size 8): 3 epochs would stop after a few optimizer steps.
         learning_rate (`float`, *optional*, defaults to `1e-4`):
-            As in `TrainingArguments`, with a default suited to small labeled pools.
+            `TrainingArguments` default: `5e-5`. A run over a small labeled pool has only a few hundred optimizer
+            steps; a higher rate lets them fit the new classification head (randomly initialised by default).
         logging_steps (`float`, *optional*, defaults to `10`):
-            As in `TrainingArguments`, with a default suited to small labeled pools.
+            `TrainingArguments` default: `500`. Runs are a few hundred steps long: every 500 steps would log no
+            training loss and no hf_ssl metric (mask rate, pseudo-label counts and accuracy) at all.
         per_device_eval_batch_size (`int`, *optional*, defaults to `32`):
-            As in `TrainingArguments`.
+            `TrainingArguments` default: `8`. Besides evaluation, hf_ssl runs the model without gradients over
+            whole pools (self-training's pseudo-labels, the linear-probe head), where larger batches fit and run
+            faster.
     """
 
     unlabeled_batch_ratio: float = field(

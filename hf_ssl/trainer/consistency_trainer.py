@@ -28,6 +28,7 @@ from hf_ssl.trainer.consistency_methods import CONSISTENCY_METHODS, ConsistencyS
 from hf_ssl.trainer.contrastive_adaptation import ContrastiveAdaptationMixin
 from hf_ssl.trainer.graph_prior import GraphPriorMixin
 from hf_ssl.trainer.model_card import MethodInfo
+from hf_ssl.trainer.pass_rate_warnings import WarnLowMaskRate
 from hf_ssl.trainer.preflight import check_strong_views, model_limits
 
 __all__ = ["ConsistencyTrainer"]
@@ -89,6 +90,7 @@ class ConsistencyTrainer(GraphPriorMixin, ContrastiveAdaptationMixin, SSLTrainer
         self._epoch_sums: dict[str, tuple[float, int]] = {}
         self.add_callback(EpochRecord(self))
         self.add_callback(WarnSlowMomenta())
+        self.add_callback(WarnLowMaskRate())
         self.init_graph_prior()
         self.init_contrastive_adaptation()
 

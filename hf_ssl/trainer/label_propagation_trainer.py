@@ -21,6 +21,7 @@ from hf_ssl.trainer.base_trainer import SSLTrainer
 from hf_ssl.trainer.graph_spreading import GraphSpreadingMixin
 from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
 from hf_ssl.trainer.model_card import format_cell, format_counts
+from hf_ssl.trainer.pass_rate_warnings import WarnFewPseudoLabels
 from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.schedule import EpochSchedule, epochs_started
 
@@ -68,6 +69,7 @@ class LabelPropagationTrainer(PseudoLabelStreamMixin, GraphSpreadingMixin, SSLTr
         self.pseudo: dict[str, np.ndarray] | None = None
         self.add_callback(EpochSchedule(self.propagate, lambda: self.last_propagation_epoch,
                                         self.args.warmup_epochs, self.args.propagate_every))
+        self.add_callback(WarnFewPseudoLabels("ssl_propagation_pseudo_labeled", len(self.unlabeled_dataset)))
 
     def _check_warmup_fits(self) -> None:
         """With ``max_steps`` set, reject a warm-up that outlasts training (labels would never propagate)."""

@@ -22,7 +22,8 @@ class PseudoLabelStreamMixin:
 
     def set_pseudo_label_stream(self, rows: np.ndarray, targets: np.ndarray, weights: np.ndarray,
                                 start_batch: int = 0, name: str = "pseudo_labels") -> None:
-        """Stream rows of the unlabeled pool with target distributions and loss weights.
+        """Stream rows of the unlabeled pool with target distributions and loss weights; no rows clear the stream,
+        so that training goes on with the labeled batches only.
 
         Parameters:
             rows (`np.ndarray`): row indices into ``unlabeled_dataset``.
@@ -31,6 +32,9 @@ class PseudoLabelStreamMixin:
             start_batch (`int`, defaults to `0`): batches already consumed (resume).
             name (`str`, defaults to `"pseudo_labels"`): a label for the stream, stored with the state.
         """
+        if len(rows) == 0:
+            self.clear_unlabeled_stream()
+            return
         pseudo = self.unlabeled_dataset.select(rows)
         pseudo = pseudo.add_column("ssl_index", np.asarray(rows).tolist())
         pseudo = pseudo.add_column("ssl_target", np.asarray(targets, dtype=np.float32).tolist())

@@ -22,6 +22,7 @@ from hf_ssl.methods.pseudo_labels import select_pseudo_labels, selection_stats, 
 from hf_ssl.trainer.base_trainer import SSLTrainer
 from hf_ssl.trainer.dataset_card import PseudoLabelCardData, pseudo_label_dataset_card
 from hf_ssl.trainer.model_card import format_cell, format_counts
+from hf_ssl.trainer.pass_rate_warnings import WarnFewPseudoLabels
 from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
 from hf_ssl.trainer.state import checkpoint_folders, load_ssl_state
@@ -74,6 +75,7 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
         self.rounds: list[dict[str, Any]] = []
         self.termination_condition: str | None = None
         n = len(self.unlabeled_dataset) if self.unlabeled_dataset is not None else 0
+        self.add_callback(WarnFewPseudoLabels("ssl_selected", n))
         self.pseudo_rows = np.zeros(0, dtype=np.int64)
         self.pseudo_targets = np.zeros((0, self.num_labels), dtype=np.float32)
         self.pseudo_confidence = np.zeros(0, dtype=np.float32)
