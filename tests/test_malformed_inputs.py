@@ -242,3 +242,19 @@ def test_pools_whose_columns_differ_in_type_are_accepted(tmp_path, text, kind):
 @pytest.mark.parametrize("kind", ["self_training", "label_propagation"])
 def test_integer_and_float_pixels_are_accepted_without_augmentations(tmp_path, images, kind):
     _trains_one_step(kind, tmp_path, _integer_pixels(images.but(model=tiny_vit())))
+
+
+class _EvaluateLikeMetric:
+    """What `evaluate.load` returns: a ``compute(predictions=, references=)``, not a function of an EvalPrediction."""
+
+    def compute(self, predictions=None, references=None) -> dict:
+        return {}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_uncallable_compute_metrics_is_rejected_when_built(tmp_path, text, kind):
+    with pytest.raises(TypeError, match=r"compute_metrics must be a function of an EvalPrediction.*_EvaluateLike"
+                                        r".*wrap it.*classification_metrics"):
+        TRAINERS[kind][0](model=tiny_bert(num_labels=3), args=base_config(kind, tmp_path), train_dataset=text.labeled,
+                          unlabeled_dataset=text.unlabeled, processing_class=text.processing_class,
+                          compute_metrics=_EvaluateLikeMetric())

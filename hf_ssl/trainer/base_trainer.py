@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from hf_ssl.data.collators import SSL_COLUMNS, SSLDataCollator
+from hf_ssl.data.metrics import check_compute_metrics
 from hf_ssl.data.sampling import UnlabeledBatchSampler
 from hf_ssl.data.validation import LABEL_COLUMNS, check_label_names, label_column_of
 from hf_ssl.methods.head_init import init_head_from_probe
@@ -93,6 +94,7 @@ class SSLTrainer(CheckpointingMixin, Trainer):
             name = self.config_class.__name__
             raise TypeError(f"args must be a {name} (a TrainingArguments subclass), got {type(args).__name__}. "
                             f"Build it with {name}(output_dir=..., ...).")
+        check_compute_metrics(kwargs.get("compute_metrics"))
         self.unlabeled_dataset = unlabeled_dataset
         if peft_config is not None:
             model = wrap_with_peft(model, peft_config)
