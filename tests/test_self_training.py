@@ -158,7 +158,7 @@ def test_gradient_accumulation_matches_one_larger_batch(tmp_path, pools, tokeniz
         assert not trainer.model_accepts_loss_kwargs
         runs.append(trainer)
     big, small = runs
-    assert big.state.global_step == small.state.global_step == 24 and len(big.rounds) == len(small.rounds) == 2
+    assert big.state.global_step == small.state.global_step == 48 and len(big.rounds) == len(small.rounds) == 2
     np.testing.assert_allclose([r["train_loss"] for r in small.rounds], [r["train_loss"] for r in big.rounds],
                                rtol=1e-4)
     # the same model: the same probabilities over the pool (parameters are compared through the outputs, as the
