@@ -35,7 +35,7 @@ SETTINGS = {
 KILLS = [  # (trainer, callback event, its n-th call, where the run stops)
     ("self_training", "on_save", 2, "mid-round 0"),
     ("self_training", "on_save", 4, "round 0's last checkpoint written, round 1 not started"),
-    ("self_training", "on_train_begin", 2, "round boundary: round 0 pseudo-labeled, round 1 not started"),
+    ("self_training", "on_round_begin", 2, "round boundary: round 0 pseudo-labeled, round 1 not started"),
     ("self_training", "on_save", 6, "mid-round 1"),
     ("consistency", "on_save", 2, "mid-epoch (step 4)"),
     ("consistency", "on_save", 3, "epoch boundary (step 6)"),
@@ -81,10 +81,9 @@ def temp_files(folder) -> list[str]:
 
 
 def newest_checkpoint(folder) -> str:
-    """The last ``[checkpoint-round-R/]checkpoint-N`` folder under ``folder``."""
-    found = [(int(root.rsplit("-", 1)[1]) if "round" in root else 0, int(d.split("-")[1]), os.path.join(root, d))
-             for root, dirs, _ in os.walk(folder) for d in dirs if re.fullmatch(r"checkpoint-\d+", d)]
-    return max(found)[2]
+    """The last ``checkpoint-N`` folder of ``folder``."""
+    return max((int(d.split("-")[1]), os.path.join(folder, d)) for d in os.listdir(folder)
+               if re.fullmatch(r"checkpoint-\d+", d))[1]
 
 
 def assert_same_run(first, resumed, output, name):

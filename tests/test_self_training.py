@@ -10,9 +10,10 @@ import pytest
 import torch
 from datasets import load_from_disk
 from helpers.tiny import tiny_bert
-from transformers import TrainerCallback, ViTConfig, ViTForImageClassification
+from transformers import EarlyStoppingCallback, TrainerCallback, ViTConfig, ViTForImageClassification
+from transformers.trainer_utils import get_last_checkpoint
 
-from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, SSLTrainer
+from hf_ssl import RoundCallback, SelfTrainingConfig, SelfTrainingTrainer, SSLTrainer
 from hf_ssl.data.metrics import classification_metrics
 
 
@@ -158,9 +159,94 @@ def test_gradient_accumulation_matches_one_larger_batch(tmp_path, pools, tokeniz
         assert not trainer.model_accepts_loss_kwargs
         runs.append(trainer)
     big, small = runs
-    assert big.state.global_step == small.state.global_step == 24 and len(big.rounds) == len(small.rounds) == 2
+    assert big.state.global_step == small.state.global_step == 48 and len(big.rounds) == len(small.rounds) == 2
     np.testing.assert_allclose([r["train_loss"] for r in small.rounds], [r["train_loss"] for r in big.rounds],
                                rtol=1e-4)
     # the same model: the same probabilities over the pool (parameters are compared through the outputs, as the
     # attention key biases get only float-noise gradients that Adam turns into arbitrary steps)
     np.testing.assert_allclose(small.predict_unlabeled_probs(), big.predict_unlabeled_probs(), atol=1e-4)
+
+
+class RoundEvents(RoundCallback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.events.append(("train_begin", state.global_step))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.events.append(("train_end", state.global_step))
+
+    def on_round_begin(self, args, state, control, round, **kwargs):
+        assert kwargs["model"] is not None and kwargs["optimizer"] is not None
+        self.events.append(("round_begin", round, state.global_step))
+
+    def on_round_end(self, args, state, control, round, record, **kwargs):
+        self.events.append(("round_end", round, record["global_step"], "eval" in record, "pseudo_labels" in record))
+
+
+class DuckTyped(TrainerCallback):
+    """A plain `TrainerCallback` with a round hook of its own."""
+
+    def __init__(self):
+        self.rounds = []
+
+    def on_round_begin(self, args, state, control, round, **kwargs):
+        self.rounds.append(round)
+
+
+def test_one_run_with_round_hooks(tmp_path, pools, tokenizer):
+    """Two rounds of 24 steps: callbacks hear one run, each round's begin and end (its record complete, evaluated and
+    pseudo-labeled); the learning-rate schedule restarts with each round."""
+    labeled, unlabeled, evaluation = pools
+    events, duck = RoundEvents(), DuckTyped()
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path, logging_steps=1), train_dataset=labeled,
+                                  unlabeled_dataset=unlabeled, eval_dataset=evaluation, processing_class=tokenizer,
+                                  compute_metrics=classification_metrics, callbacks=[events, duck])
+    trainer.train()
+    assert events.events == [("train_begin", 0), ("round_begin", 0, 0), ("round_end", 0, 24, True, True),
+                             ("round_begin", 1, 24), ("round_end", 1, 48, True, False), ("train_end", 48)]
+    assert duck.rounds == [0, 1]
+    assert [r["global_step"] for r in trainer.rounds] == [24, 48] and trainer.steps_per_round == 24
+    rates = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
+    assert rates[1] == rates[25] and rates[24] == rates[48] and rates[1] > rates[24]
+    on_disk = json.loads((tmp_path / "out" / "self_training_rounds.json").read_text())
+    assert [r["global_step"] for r in on_disk["rounds"]] == [24, 48]
+    assert on_disk["termination_condition"] == "max_rounds"
+
+
+def test_early_stopping_mid_round_ends_the_run(tmp_path, pools, tokenizer):
+    """Evaluations at steps 16, 24 (round 0's end) and 32 score ever lower: patience 2 stops the run at step 32, in
+    round 1, whose record covers the steps it ran."""
+    labeled, unlabeled, evaluation = pools
+    calls = []
+
+    def falling(prediction):
+        calls.append(1)
+        return {"score": 1.0 / len(calls)}
+
+    args = config(tmp_path, eval_strategy="steps", eval_steps=16, save_strategy="steps", save_steps=16,
+                  load_best_model_at_end=True, metric_for_best_model="score")
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                  eval_dataset=evaluation, processing_class=tokenizer, compute_metrics=falling,
+                                  callbacks=[EarlyStoppingCallback(early_stopping_patience=2)])
+    trainer.train()
+    assert trainer.state.global_step == 32 and trainer.termination_condition == "training_stopped"
+    assert [(r["round"], r["global_step"]) for r in trainer.rounds] == [(0, 24), (1, 32)]
+    assert trainer.rounds[0]["eval"]["eval_score"] == 0.5 and trainer.rounds[1]["eval"]["eval_score"] == 1 / 3
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "out" / "checkpoint-16")
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-16", "checkpoint-24", "checkpoint-32",
+                                                    "checkpoint-initial-weights.pt", "self_training_rounds.json"]
+
+
+def test_epoch_strategy_evaluates_a_round_end_once(tmp_path, pools, tokenizer):
+    labeled, unlabeled, evaluation = pools
+    args = config(tmp_path, eval_strategy="epoch", save_strategy="epoch", threshold=0.34)  # 3 classes: every row
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=args,
+                                  train_dataset=labeled, unlabeled_dataset=unlabeled, eval_dataset=evaluation,
+                                  processing_class=tokenizer, compute_metrics=classification_metrics)
+    trainer.train()
+    steps = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
+    assert steps == list(range(3, 49, 3))  # every epoch, once
+    assert [r["global_step"] for r in trainer.rounds if "eval" in r] == [24, 48]
+    assert get_last_checkpoint(str(tmp_path / "out")) == str(tmp_path / "out" / "checkpoint-48")

@@ -69,7 +69,7 @@ CASES = {
         dict(max_rounds=1, threshold=0.4, num_train_epochs=8, logging_steps=4),
         metric="pseudo_label_loss", records="rounds", record_key="round",
         truth_accuracy=lambda t: t.rounds[0]["pseudo_labels"]["pseudo_label_accuracy"],
-        checkpoint="checkpoint-round-1/checkpoint-3", save_steps=3, checkpoint_state={"round": 1}),
+        checkpoint="checkpoint-27", save_steps=3, checkpoint_state={"round": 1}),
     "consistency": Case(
         ConsistencyTrainer, ConsistencyConfig,
         dict(num_train_epochs=3, threshold=0.4, threshold_momentum=0.9, logging_steps=2),
@@ -94,10 +94,12 @@ def case(request) -> Case:
 
 def build(case: Case, tmp_path, tokenizer, labeled, unlabeled, model=None, **kwargs: Any):
     """A ``case`` trainer over the tiny BERT (seed 0 unless ``model``), writing to ``tmp_path / "out"``;
-    ``kwargs`` go to the config, except the `Trainer` arguments ``eval_dataset``, ``callbacks``, ``peft_config``."""
-    trainer_kwargs = {k: kwargs.pop(k) for k in ("eval_dataset", "callbacks", "peft_config") if k in kwargs}
+    ``kwargs`` go to the config, except the `Trainer` arguments ``eval_dataset``, ``callbacks``, ``peft_config`` and
+    ``compute_metrics`` (`classification_metrics` by default when there is an ``eval_dataset``)."""
+    trainer_kwargs = {k: kwargs.pop(k) for k in ("eval_dataset", "callbacks", "peft_config", "compute_metrics")
+                      if k in kwargs}
     if "eval_dataset" in trainer_kwargs:
-        trainer_kwargs["compute_metrics"] = classification_metrics
+        trainer_kwargs.setdefault("compute_metrics", classification_metrics)
     args = case.config(output_dir=str(tmp_path / "out"), **(COMMON | case.settings | kwargs))
     return case.trainer(model=tiny_bert() if model is None else model, args=args, train_dataset=labeled,
                         unlabeled_dataset=unlabeled, processing_class=tokenizer, **trainer_kwargs)

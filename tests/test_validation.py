@@ -123,7 +123,7 @@ def test_resume_from_checkpoint_of_another_method(tmp_path, pools):
     trainer = build(tmp_path, labeled, unlabeled)
     with pytest.raises(ValueError, match="fixmatch"):
         trainer.train(resume_from_checkpoint=folder)
-    assert not os.path.exists(tmp_path / "out" / "checkpoint-round-0")
+    assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
 # ----------------------------------------------------------------------------- model inputs (every trainer)

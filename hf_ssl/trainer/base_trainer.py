@@ -262,11 +262,14 @@ class SSLTrainer(CheckpointingMixin, Trainer):
         return mean
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the averaged SSL metrics to the Trainer's log line."""
+        """Add the SSL metrics averaged since the last such line to the Trainer's evaluation lines and training-loss
+        lines (``loss``, or the final ``train_loss``); other lines (a method's records) leave them for the next."""
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
-        prefix = "eval_" if mode == "eval" else ""
-        metrics = {f"{prefix}{k}": sum(v) / len(v) for k, v in self._ssl_metrics[mode].items() if v}
-        self._ssl_metrics[mode].clear()
+        metrics = {}
+        if mode == "eval" or "loss" in logs or "train_loss" in logs:
+            prefix = "eval_" if mode == "eval" else ""
+            metrics = {f"{prefix}{k}": sum(v) / len(v) for k, v in self._ssl_metrics[mode].items() if v}
+            self._ssl_metrics[mode].clear()
         super().log({**logs, **metrics}, start_time)
 
     # ----------------------------------------------------------------- state

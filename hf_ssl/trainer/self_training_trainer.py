@@ -3,12 +3,12 @@
 Round 0 fine-tunes on the labeled pool. After each round the model predicts the unlabeled pool; rows
 whose confidence passes ``threshold`` (at most ``k_per_class`` per predicted class) become
 pseudo-labeled. The next round (from the initial weights, or continued) trains on labeled batches
-plus pseudo-labeled batches. It stops after ``max_rounds`` or when no new row passes.
+plus pseudo-labeled batches. It stops after ``max_rounds`` or when no new row passes. The rounds are spans of one
+`Trainer.train` run (`RoundLoopMixin`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -24,32 +24,31 @@ from hf_ssl.trainer.dataset_card import PseudoLabelCardData, pseudo_label_datase
 from hf_ssl.trainer.model_card import format_cell, format_counts
 from hf_ssl.trainer.pass_rate_warnings import WarnFewPseudoLabels
 from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
+from hf_ssl.trainer.round_loop import RoundLoopMixin
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
-from hf_ssl.trainer.state import checkpoint_folders, load_ssl_state
+from hf_ssl.trainer.state import load_ssl_state
 from hf_ssl.utils import staged_folder, write_file_atomic
 
 logger = get_logger(__name__)
 
 __all__ = ["SelfTrainingTrainer"]
 
-ROUNDS_FILE = "self_training_rounds.json"
-ROUND_DIR_PREFIX = "checkpoint-round-"
 INITIAL_WEIGHTS_NAME = "checkpoint-initial-weights.pt"
 
 
-class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
+class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
     """Self-training (pseudo-labeling) as a `transformers.Trainer`.
 
     Parameters:
         Those of `SSLTrainer`, with ``args`` a `SelfTrainingConfig`. ``unlabeled_dataset`` is required when
-        ``args.max_rounds`` > 0.
+        ``args.max_rounds`` > 0. Callbacks may define ``on_round_begin`` / ``on_round_end`` (`RoundCallback`).
 
     Attributes:
-        rounds (`list[dict]`): one record per round (training loss, evaluation, pseudo-labels produced: count per
-            class, confidence, accuracy against the hidden truth column when present), also written to
-            ``output_dir/self_training_rounds.json``.
-        termination_condition (`str` or `None`): why the rounds stopped: `"max_rounds"` or
-            `"no_new_pseudo_labels"`.
+        rounds (`list[dict]`): one record per round (``round``, ``global_step`` of its last step, training loss,
+            evaluation, pseudo-labels produced: count per class, confidence, accuracy against the hidden truth
+            column when present), also written to ``output_dir/self_training_rounds.json``.
+        termination_condition (`str` or `None`): why the run stopped: `"max_rounds"`, `"no_new_pseudo_labels"`, or
+            `"training_stopped"` (a callback such as `EarlyStoppingCallback` set ``control.should_training_stop``).
         pseudo_rows, pseudo_targets, pseudo_confidence (`np.ndarray`): the current pseudo-labels: rows of the
             unlabeled pool, target distributions and the teacher's confidence.
     """
@@ -71,9 +70,7 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
         if self.args.max_rounds > 0 and self.unlabeled_dataset is None:
             raise ValueError("SelfTrainingTrainer needs unlabeled_dataset= when max_rounds > 0 "
                              "(set max_rounds=0 for labeled-only fine-tuning).")
-        self.round = 0
-        self.rounds: list[dict[str, Any]] = []
-        self.termination_condition: str | None = None
+        self.init_rounds()
         n = len(self.unlabeled_dataset) if self.unlabeled_dataset is not None else 0
         self.add_callback(WarnFewPseudoLabels("ssl_selected", n))
         self.pseudo_rows = np.zeros(0, dtype=np.int64)
@@ -87,71 +84,74 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
     # ----------------------------------------------------------------- the method
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None,
               ignore_keys_for_eval: list[str] | None = None, **kwargs: Any) -> TrainOutput:
-        """Run the rounds; each is one `Trainer.train` (fresh optimizer and schedule), so callbacks see one
-        ``on_train_begin`` / ``on_train_end`` per round and ``state.global_step`` restarts each round. Round r starts
-        from ``set_seed(seed + r)``; with ``reset_model_each_round`` and checkpoints, the initial weights are saved
-        once (``output_dir/checkpoint-initial-weights.pt``), so a resumed run resets to them whatever model it was
-        given.
+        """Run the rounds as one `Trainer.train` (see `RoundLoopMixin`): round 0 on the labeled pool, then each round
+        on labeled plus pseudo-labeled batches. Round r > 0 starts from ``set_seed(seed + r)``, with the initial
+        weights when ``reset_model_each_round`` (saved once as ``output_dir/checkpoint-initial-weights.pt`` when there
+        are checkpoints, so that a resumed run resets to them whatever model it was given), an empty optimizer state
+        and the learning-rate schedule restarted.
 
         Parameters:
-            resume_from_checkpoint (`str` or `bool` or `None`, defaults to `None`): a checkpoint folder, or `True`
-                for the latest complete one under ``output_dir/checkpoint-round-*``.
+            resume_from_checkpoint (`str` or `bool` or `None`, defaults to `None`): a checkpoint folder
+                (``output_dir/checkpoint-N``, as ``get_last_checkpoint(output_dir)`` returns), or `True` for the
+                latest complete one.
             trial (*optional*): hyperparameter-search trial, as in `Trainer.train`.
             ignore_keys_for_eval (`list[str]` or `None`, defaults to `None`): as in `Trainer.train`.
         """
         checkpoint = self.find_checkpoint(resume_from_checkpoint)
-        start = 0
-        if checkpoint is not None:
-            self.load_ssl_state_dict(load_ssl_state(checkpoint))
-            start = self.round
-            self._load_initial_weights(checkpoint)
-        else:
+        if checkpoint is None:
+            self._reset_pseudo_labels()
             self._save_initial_weights(trial)
-        output = None
-        for r in range(start, self.args.max_rounds + 1):
-            self.round = r
-            resuming = checkpoint is not None and r == start
-            if r > 0 and not resuming and self._initial_state is not None:
-                self.model.load_state_dict(self._initial_state)
-            set_seed(self.args.seed + r)  # what follows in the round does not depend on how the last one ended
-            if r > 0:
-                self._stream_pseudo_labels(start_batch=self.unlabeled_batches_consumed if resuming else 0)
-            self.optimizer, self.lr_scheduler = None, None
-            output = super().train(resume_from_checkpoint=checkpoint if resuming else None, trial=trial,
-                                   ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
-            record: dict[str, Any] = {"round": r, "train_loss": output.training_loss,
-                                      "pseudo_labeled_rows_used": int(len(self.pseudo_rows)) if r > 0 else 0}
-            if self.args.eval_each_round and self.eval_dataset is not None:
-                record["eval"] = self.evaluate()
-            if r == self.args.max_rounds:
-                self.termination_condition = "max_rounds"
-                self._append_record(record)
-                break
-            new = self._pseudo_label_round(record)
-            if new == 0:
-                self.termination_condition = "no_new_pseudo_labels"
-            self._append_record(record)
-            if new == 0:
-                break
+            set_seed(self.args.seed)
+        else:
+            self._load_initial_weights(checkpoint)
+        output = super().train(resume_from_checkpoint=checkpoint, trial=trial,
+                               ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
         self.clear_unlabeled_stream()
         return output
+
+    def begin_round(self, round: int) -> None:
+        if round == 0:
+            return
+        if self._initial_state is not None:
+            self.model.load_state_dict(self._initial_state)
+        set_seed(self.args.seed + round)  # what follows in the round does not depend on how the last one ended
+        self._stream_pseudo_labels()
+        start = "the initial weights" if self._initial_state is not None else "the previous round's model"
+        logger.info(f"Round {round} begins at step {self.state.global_step}: {start}, a fresh optimizer state and "
+                    f"learning-rate schedule, labeled batches plus {len(self.pseudo_rows)} pseudo-labeled rows "
+                    "(the training loss adds their term from here).", main_process_only=True)
+
+    def end_round(self, record: dict[str, Any]) -> str | None:
+        if self.round == self.args.max_rounds:
+            return "max_rounds"
+        return "no_new_pseudo_labels" if self._pseudo_label_round(record) == 0 else None
+
+    def round_summary(self) -> dict[str, Any]:
+        return {"pseudo_labeled_rows_used": int(len(self.pseudo_rows)) if self.round > 0 else 0}
+
+    def _reset_pseudo_labels(self) -> None:
+        self.reset_rounds()
+        self.pseudo_rows = np.zeros(0, dtype=np.int64)
+        self.pseudo_targets = np.zeros((0, self.num_labels), dtype=np.float32)
+        self.pseudo_confidence = np.zeros(0, dtype=np.float32)
+        self.first_round = np.full(len(self.first_round), -1, dtype=np.int64)
 
     def _save_initial_weights(self, trial: Any) -> None:
         """Keep the weights each round resets to beside the checkpoints (when there are checkpoints to resume)."""
         if self._initial_state is None or not self.args.should_save or self.args.save_strategy == "no":
             return
-        path = os.path.join(SSLTrainer._get_output_dir(self, trial), INITIAL_WEIGHTS_NAME)
+        path = os.path.join(self._get_output_dir(trial), INITIAL_WEIGHTS_NAME)
         write_file_atomic(path, lambda handle: torch.save(self._initial_state, handle))
 
     def _load_initial_weights(self, checkpoint: str) -> None:
         """On a resume, reset later rounds to the initial weights of the run that wrote ``checkpoint``."""
-        if self._initial_state is None or self.round >= self.args.max_rounds:
+        if self._initial_state is None or int(load_ssl_state(checkpoint)["round"]) >= self.args.max_rounds:
             return
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(checkpoint))), INITIAL_WEIGHTS_NAME)
+        path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), INITIAL_WEIGHTS_NAME)
         if os.path.exists(path):
             self._initial_state = torch.load(path, weights_only=True, map_location="cpu")
         else:
-            logger.warning(f"{path} is missing: the rounds after round {self.round} restart from the weights of the "
+            logger.warning(f"{path} is missing: the rounds after the checkpoint restart from the weights of the "
                            "model given to this trainer, not necessarily those of the interrupted run.",
                            main_process_only=True)
 
@@ -191,11 +191,7 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
         self.set_pseudo_label_stream(self.pseudo_rows, self.pseudo_targets, weights, start_batch=start_batch,
                                      name=f"pseudo_labels_round_{self.round}")
 
-    # ----------------------------------------------------------------- records, export, state
-    def _append_record(self, record: dict[str, Any]) -> None:
-        self.rounds.append(record)
-        self.save_json(ROUNDS_FILE, {"rounds": self.rounds, "termination_condition": self.termination_condition})
-
+    # ----------------------------------------------------------------- export, state
     def pseudo_labeled_dataset(self) -> Dataset:
         """The current pseudo-labeled rows of the unlabeled pool with ``pseudo_label`` (a `ClassLabel`),
         ``pseudo_confidence``, ``pseudo_round`` (round whose model first selected the row) and
@@ -258,11 +254,10 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
 
     def ssl_state_dict(self) -> dict[str, Any]:
         return super().ssl_state_dict() | {
-            "round": self.round, "pseudo_rows": torch.from_numpy(self.pseudo_rows),
+            "pseudo_rows": torch.from_numpy(self.pseudo_rows),
             "pseudo_targets": torch.from_numpy(self.pseudo_targets),
             "pseudo_confidence": torch.from_numpy(self.pseudo_confidence),
-            "first_round": torch.from_numpy(self.first_round), "rounds_json": json.dumps(self.rounds),
-        }
+            "first_round": torch.from_numpy(self.first_round)}
 
     def check_ssl_state(self, state: dict[str, Any]) -> None:
         super().check_ssl_state(state)
@@ -272,25 +267,12 @@ class SelfTrainingTrainer(PseudoLabelStreamMixin, SSLTrainer):
 
     def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
         super().load_ssl_state_dict(state)
-        self.round = int(state["round"])
         self.pseudo_rows = state["pseudo_rows"].numpy()
         self.pseudo_targets = state["pseudo_targets"].numpy()
         self.pseudo_confidence = state["pseudo_confidence"].numpy()
         self.first_round = state["first_round"].numpy()
-        self.rounds = json.loads(state["rounds_json"])
-
-    def _get_output_dir(self, trial: Any) -> str:
-        """Checkpoints of round r go to ``output_dir/checkpoint-round-r/checkpoint-N`` (the ``checkpoint-*``
-        prefix keeps them out of ``push_to_hub`` uploads, as the Trainer's own checkpoints are)."""
-        return os.path.join(super()._get_output_dir(trial), f"{ROUND_DIR_PREFIX}{self.round}")
-
-    def checkpoint_candidates(self) -> list[str]:
-        """The checkpoints of every round, newest first: ``output_dir/checkpoint-round-R/checkpoint-N`` by R, then N."""
-        output_dir = self.args.output_dir
-        names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
-        rounds = sorted((int(name[len(ROUND_DIR_PREFIX):]), name) for name in names
-                        if name.startswith(ROUND_DIR_PREFIX) and name[len(ROUND_DIR_PREFIX):].isdigit())
-        return [path for _, name in reversed(rounds) for path in checkpoint_folders(os.path.join(output_dir, name))]
+        if self.round > 0:  # within a pseudo-labeling round: its stream, where the checkpoint left it
+            self._stream_pseudo_labels(start_batch=self.unlabeled_batches_consumed)
 
     # ----------------------------------------------------------------- card
     def card_hyperparameters(self) -> dict[str, Any]:

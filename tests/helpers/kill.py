@@ -26,7 +26,8 @@ class Killed(Exception):
 
 class KillAt(TrainerCallback):
     """Raises `Killed` at the ``nth`` call (from 1) of the callback event ``event`` (``"on_save"``,
-    ``"on_train_begin"``, ``"on_train_end"`` or ``"on_epoch_begin"``)."""
+    ``"on_train_begin"``, ``"on_train_end"``, ``"on_epoch_begin"`` or the self-training round hook
+    ``"on_round_begin"``)."""
 
     def __init__(self, event: str, nth: int) -> None:
         self.event, self.nth, self.seen = event, nth, 0
@@ -48,6 +49,9 @@ class KillAt(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self._hit("on_epoch_begin")
+
+    def on_round_begin(self, args, state, control, round, **kwargs):
+        self._hit("on_round_begin")
 
 
 class _DiesWhileWriting:
