@@ -11,6 +11,7 @@ is fitted on the labeled rows and scored on the validation half. Encoding speed 
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -36,7 +37,7 @@ def probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.n
     return float(clf.score(unit[val], labels[val]))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__, out="bench/results/backbone_probe_fashion_mnist.json", seeds=[0, 1, 2],
                          threads=True)
     parser.add_argument("--subset", type=int, default=2000)
@@ -44,8 +45,12 @@ def main() -> None:
     parser.add_argument("--labels_per_class", type=int, nargs="+", default=[4, 25])
     parser.add_argument("--dinov2_sizes", type=int, nargs="+", default=[56, 112])
     parser.add_argument("--lite_sizes", type=int, nargs="+", default=[64, 112, 224])
-    args = parser.parse_args()
-    run = start_run(args, __file__)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
     data = load_fashion_mnist()["train"].shuffle(seed=args.split_seed).select(range(args.subset))
     labels = np.asarray(data["label"])
     half = args.subset // 2
