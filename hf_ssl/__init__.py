@@ -1,6 +1,7 @@
 """hf_ssl: semi-supervised fine-tuning of pretrained models as drop-in `transformers.Trainer` subclasses."""
 
 from hf_ssl.assets.dinov2 import dinov2_path
+from hf_ssl.assets.efficientnet_lite import efficientnet_lite2_path
 from hf_ssl.assets.wheels import minilm_path, orange_text_path
 from hf_ssl.augment.text import TextAugmenter
 from hf_ssl.data.collators import ConsistencyCollator, SSLDataCollator
@@ -37,7 +38,8 @@ def __getattr__(name: str):
 __all__ = [
     "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "RoundCallback", "SSLDataCollator",
     "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
-    "minilm_path", "orange_text_path", "dinov2_path", "load_fashion_mnist", "load_mnist_5k", "to_pixel_values",
+    "minilm_path", "orange_text_path", "dinov2_path", "efficientnet_lite2_path", "load_fashion_mnist", "load_mnist_5k",
+    "to_pixel_values",
     "LabelPropagator", "select_for_labeling", "propagate_cluster_labels", "encode", "contrastive_adapt",
     "LabelPropagationConfig", "LabelPropagationTrainer", "ConsistencyConfig", "ConsistencyTrainer",
     "ConsistencyCollator", "EMATeacher", "TextAugmenter", "ImageAugmenter", "zero_shot_probabilities",

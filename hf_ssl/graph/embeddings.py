@@ -2,7 +2,8 @@
 
 `encode` turns every row of a dataset into one float32 vector: mean/CLS/pooler pooling for BERT-like text
 encoders (or the base model of a ``*ForSequenceClassification``), CLS/pooler/mean for ViT-like image encoders
-(``ViTModel``, ``Dinov2Model``, ...), and the projected features of either tower of a dual encoder (``CLIPModel``,
+(``ViTModel``, ``Dinov2Model``, ...), pooler/mean for convolutional ones (EfficientNet-Lite, ResNet, ...), and the
+projected features of either tower of a dual encoder (``CLIPModel``,
 ``VisionTextDualEncoderModel``). Text batches are sorted by token length and padded per batch; results are cached
 on disk when ``cache_dir`` is given, and under ``accelerate launch`` each process encodes a contiguous shard.
 """
@@ -215,7 +216,9 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
             Tokenizer (or processor holding one) for raw text; image processor for image columns.
         pooling (`str`, *optional*, defaults to `"auto"`):
             One of `"mean"` (over the attention mask), `"cls"` (first token), `"pooler"` (``pooler_output``) or
-            `"auto"` (mean for text, cls for images, projected features for dual encoders).
+            `"auto"` (mean for text; cls for ViT-like image encoders and the pooled output for convolutional ones,
+            whose (batch, channels, height, width) feature maps have no class token; projected features for dual
+            encoders). `"mean"` averages a feature map over its positions; `"cls"` needs a token sequence.
         normalize (`bool`, *optional*, defaults to `True`):
             L2-normalise each vector.
         batch_size (`int`, *optional*, defaults to `64`):
@@ -239,8 +242,8 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
             Show a tqdm progress bar (main process only).
         layer (`int` or `None`, *optional*, defaults to `None`):
             Pool ``hidden_states[layer]`` (0 = the embeddings, 1..L the layers' outputs before any final norm;
-            negative counts from the end) instead of the last hidden state; `"mean"` and `"cls"` pooling only, not
-            dual encoders.
+            negative counts from the end) instead of the last hidden state; `"mean"`, `"cls"` and `"auto"` pooling
+            only (a feature map is averaged over its positions), not dual encoders.
 
     Returns:
         `np.ndarray`: (len(dataset), dim) float32 array.
@@ -260,9 +263,9 @@ def encode(model: Any, dataset: Any, processing_class: Any = None, *, pooling: s
     if layer is not None:
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             raise ValueError(f"layer must be an integer index into hidden_states or None, got {layer!r}")
-        if resolved not in ("mean", "cls"):
-            raise ValueError(f"layer= needs pooling='mean' or 'cls' (got {resolved!r}); dual encoders' projected "
-                             f"features and poolers use the last layer only")
+        if resolved not in ("mean", "cls", "image"):
+            raise ValueError(f"layer= needs pooling='mean', 'cls' or 'auto' (got {resolved!r}); dual encoders' "
+                             f"projected features and poolers use the last layer only")
         layer = int(layer)
     state = _distributed_state(accelerator)
     n_proc, rank = (int(state.num_processes), int(state.process_index)) if state is not None else (1, 0)

@@ -41,7 +41,8 @@ def model_kind(model: Any) -> str:
 
 def resolve_pooling(kind: str, pooling: str) -> str:
     """The pooling `pool` applies for a model of ``kind`` (see `model_kind`): "auto" becomes "mean" for text and
-    "cls" for vision encoders; dual encoders always use their "projection"."""
+    "image" for vision encoders (the first token of a ViT-like token sequence, the pooled output of a convolutional
+    feature map); dual encoders always use their "projection"."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if kind == "dual":
@@ -49,23 +50,31 @@ def resolve_pooling(kind: str, pooling: str) -> str:
             raise ValueError("Dual encoders return their projected features: use pooling='auto' (or 'pooler')")
         return "projection"
     if pooling == "auto":
-        return "mean" if kind == "text" else "cls"
+        return "mean" if kind == "text" else "image"
     return pooling
 
 
 def pool(output: Any, pooling: str, mask: torch.Tensor | None, layer: int | None = None) -> torch.Tensor:
     """Pool a model output: "projection" (``get_*_features``: a tensor in older transformers, else its
-    pooler_output), "mean" over the mask (all tokens if None), "cls" (token 0) or "pooler"; "mean" and "cls" read
+    pooler_output), "mean" over the mask (all tokens if None; all positions of a (batch, channels, height, width)
+    feature map), "cls" (token 0), "pooler" or "image" (see `resolve_pooling`); "mean", "cls" and "image" read
     ``hidden_states[layer]`` when a layer is given, else ``last_hidden_state``."""
     if pooling == "projection":
         return output if isinstance(output, torch.Tensor) else output.pooler_output
+    pooled = getattr(output, "pooler_output", None)
     if pooling == "pooler":
-        pooled = getattr(output, "pooler_output", None)
         if pooled is None:
             raise ValueError("pooling='pooler' needs a model with a pooler (pooler_output is None)")
-        return pooled
+        return pooled.flatten(1)  # convolutional poolers may keep (batch, channels, 1, 1)
     hidden = output.last_hidden_state if layer is None else output.hidden_states[layer]
-    if pooling == "cls":
+    if hidden.ndim == 4:  # a convolutional feature map: no tokens
+        if pooling == "cls":
+            raise ValueError("pooling='cls' needs a token sequence, but this model returns a (batch, channels, "
+                             "height, width) feature map with no class token: use pooling='auto', 'pooler' or 'mean'")
+        if pooling == "image" and layer is None and pooled is not None:
+            return pooled.flatten(1)
+        return hidden.mean(dim=(2, 3))
+    if pooling in ("cls", "image"):
         return hidden[:, 0]
     if mask is None:
         return hidden.mean(dim=1)

@@ -175,7 +175,8 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
         labeled (`datasets.Dataset`): labeled pool.
         unlabeled (`datasets.Dataset`): unlabeled pool.
         test (`datasets.Dataset`): evaluation pool.
-        processor (tokenizer or `None`): the tokenizer (text) or `None` (images).
+        processor (tokenizer, image processor or `None`): the tokenizer (text) or the image processor (images: the
+            augmenter's normalisation statistics, saved with the model).
         peft_config (`peft.PeftConfig` or `None`): optional adapter config.
         baseline (`bool`): also train labeled-only with the same `SSLConfig` fields.
         dataset_name (`str`): dataset name for the card.

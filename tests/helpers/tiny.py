@@ -76,3 +76,15 @@ def pixel_pool(n: int, num_labels: int = 2, size: int = 16, seed: int = 0, truth
     pixels = rng.normal(size=(n, 3, size, size)).astype(np.float32)
     pixels[:, :, : size // 2] += labels[:, None, None, None].astype(np.float32)
     return Dataset.from_dict({"pixel_values": pixels.tolist(), ("ssl_truth" if truth else "label"): labels.tolist()})
+
+
+def tiny_efficientnet_lite(num_labels: int = 2, seed: int = 0, **config):
+    """A 3-block EfficientNet-Lite (stem 8, stages 8 and 16 channels, head 32), initialised from ``seed``."""
+    import torch
+
+    from hf_ssl.assets.efficientnet_lite_model import EfficientNetLiteConfig, EfficientNetLiteForImageClassification
+
+    torch.manual_seed(seed)
+    values = dict(stem_channels=8, stage_channels=[8, 16], stage_repeats=[1, 2], kernel_sizes=[3, 5], strides=[1, 2],
+                  expand_ratios=[1, 2], hidden_size=32, num_labels=num_labels, image_size=16)
+    return EfficientNetLiteForImageClassification(EfficientNetLiteConfig(**{**values, **config}))
