@@ -119,7 +119,7 @@ def test_contrastive_adaptation_makes_the_dinov2_graph_of_the_fashion_mnist_pool
     model = new_dinov2(names)
     args = ConsistencyConfig(output_dir=str(tmp_path), seed=0, report_to="none", save_strategy="no",
                              disable_tqdm=True, head_init="linear_probe", contrastive_steps=CONTRASTIVE_STEPS,
-                             contrastive_batch_size=32, learning_rate=2e-5)
+                             contrastive_batch_size=16, learning_rate=2e-5)
     trainer = ConsistencyTrainer(model=model, args=args, train_dataset=labeled, unlabeled_dataset=unlabeled)
     truth = np.asarray(unlabeled["ssl_truth"])
 
