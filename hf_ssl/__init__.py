@@ -21,6 +21,7 @@ from hf_ssl.trainer.consistency_trainer import ConsistencyTrainer
 from hf_ssl.trainer.label_propagation_config import LabelPropagationConfig
 from hf_ssl.trainer.label_propagation_trainer import LabelPropagationTrainer
 from hf_ssl.trainer.round_loop import RoundCallback
+from hf_ssl.trainer.round_report import RoundReport
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
 from hf_ssl.trainer.self_training_trainer import SelfTrainingTrainer
 
@@ -36,7 +37,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hf_ssl' has no attribute {name!r}")
 
 __all__ = [
-    "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "RoundCallback", "SSLDataCollator",
+    "SSLConfig", "SSLTrainer", "SelfTrainingConfig", "SelfTrainingTrainer", "RoundCallback", "RoundReport",
+    "SSLDataCollator",
     "UNLABELED", "load_text_dataset", "sample_per_class", "split_pools", "select_pseudo_labels", "soft_targets",
     "minilm_path", "orange_text_path", "dinov2_path", "efficientnet_lite2_path", "load_fashion_mnist", "load_mnist_5k",
     "to_pixel_values",

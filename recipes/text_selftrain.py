@@ -5,6 +5,10 @@ Runs offline on its defaults (the packaged all-MiniLM-L6-v2 and Reuters R8, 5 la
     python recipes/text_selftrain.py
     accelerate launch recipes/text_selftrain.py --max_unlabeled -1        # the whole unlabeled pool
     python recipes/text_selftrain.py --config my.yaml --threshold 0.95
+    python recipes/text_selftrain.py --save_strategy steps           # also checkpoint each round, to resume
+
+It keeps the final model, tokenizer, card, pseudo-label export and records; checkpoints are opt-in
+(``save_strategy`` defaults to ``"no"`` here; the config keeps at most ``save_total_limit`` of them).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from hf_ssl.scripts.utils import PeftArguments, TextDataArguments, leave_togethe
 
 
 def main() -> None:
-    script, peft_args, config = parse_args([TextDataArguments, PeftArguments, SelfTrainingConfig])
+    script, peft_args, config = parse_args([TextDataArguments, PeftArguments, SelfTrainingConfig],
+                                           defaults={"save_strategy": "no"})
     name_or_path = script.model_path()
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=script.trust_remote_code)
     labeled, unlabeled, test, names = script.pools(tokenizer, config)

@@ -95,7 +95,8 @@ def test_image_model_trains(tmp_path):
 ])
 def test_resume_mid_training_is_exact(tmp_path, pools, tokenizer, overrides):
     labeled, unlabeled, _ = pools
-    args = config(tmp_path, save_strategy="steps", save_steps=4, full_determinism=True, **overrides)
+    args = config(tmp_path, save_strategy="steps", save_steps=4, save_total_limit=None, full_determinism=True,
+                  **overrides)
     first = ConsistencyTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                processing_class=tokenizer)
     first.train()

@@ -69,7 +69,7 @@ def config(tmp_path, **overrides) -> ConsistencyConfig:
 def test_trainer_adapts_before_training_refits_the_probe_and_skips_on_resume(tmp_path, pools, tokenizer):
     labeled, unlabeled, _ = pools
     args = config(tmp_path, contrastive_steps=3, contrastive_batch_size=8, head_init="linear_probe",
-                  save_strategy="steps", save_steps=2, logging_steps=1)
+                  save_strategy="steps", save_steps=2, save_total_limit=None, logging_steps=1)
     trainer = ConsistencyTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                  processing_class=tokenizer)
     probe_before = trainer.head_init_record

@@ -235,7 +235,8 @@ def test_early_stopping_mid_round_ends_the_run(tmp_path, pools, tokenizer):
     assert [(r["round"], r["global_step"]) for r in trainer.rounds] == [(0, 24), (1, 32)]
     assert trainer.rounds[0]["eval"]["eval_score"] == 0.5 and trainer.rounds[1]["eval"]["eval_score"] == 1 / 3
     assert trainer.state.best_model_checkpoint == str(tmp_path / "out" / "checkpoint-16")
-    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-16", "checkpoint-24", "checkpoint-32",
+    # save_total_limit=1 (SSLConfig's default) with load_best_model_at_end: the Trainer keeps the best checkpoint only
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-16",
                                                     "checkpoint-initial-weights.pt", "self_training_rounds.json"]
 
 
@@ -250,3 +251,30 @@ def test_epoch_strategy_evaluates_a_round_end_once(tmp_path, pools, tokenizer):
     assert steps == list(range(3, 49, 3))  # every epoch, once
     assert [r["global_step"] for r in trainer.rounds if "eval" in r] == [24, 48]
     assert get_last_checkpoint(str(tmp_path / "out")) == str(tmp_path / "out" / "checkpoint-48")
+
+
+def test_round_report_prints_each_round_on_the_console(tmp_path, pools, tokenizer, capsys):
+    """The default `RoundReport` prints the round number, its steps and what it trains on, then its evaluation and
+    pseudo-label counts; ``log_level="error"`` silences it."""
+    labeled, unlabeled, evaluation = pools
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=labeled,
+                                  unlabeled_dataset=unlabeled, eval_dataset=evaluation, processing_class=tokenizer,
+                                  compute_metrics=classification_metrics)
+    trainer.train()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[round ")]
+    selected = trainer.rounds[0]["pseudo_labels"]["selected"]
+    accuracy = trainer.rounds[0]["eval"]["eval_accuracy"]
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("[round 0/1] steps 1-24: labeled rows only")
+    assert lines[1].startswith("[round 0/1] ended at step 24: train loss ")
+    assert f"eval_accuracy {accuracy:.4f}" in lines[1]
+    assert f"next round: {selected:,} with confidence >= 0.4" in lines[1]
+    assert "accuracy against the hidden truth" in lines[1]
+    assert lines[2].startswith(f"[round 1/1] steps 25-48: labeled rows plus {selected:,} pseudo-labeled rows, from "
+                               "the initial weights") and "jumps up" in lines[2]
+    assert lines[3].startswith("[round 1/1] ended at step 48: ") and "pseudo-labels" not in lines[3]
+
+    quiet = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path, log_level="error"), train_dataset=labeled,
+                                unlabeled_dataset=unlabeled, processing_class=tokenizer)
+    quiet.train()
+    assert "[round " not in capsys.readouterr().out

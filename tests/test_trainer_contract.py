@@ -122,7 +122,7 @@ def test_hidden_truth_is_monitored_but_never_reaches_a_loss(case, tmp_path, pool
 
 def test_resume_mid_training_is_exact(case, tmp_path, pools, tokenizer):
     labeled, unlabeled, _ = pools
-    settings = dict(save_strategy="steps", save_steps=case.save_steps, full_determinism=True)
+    settings = dict(save_strategy="steps", save_steps=case.save_steps, save_total_limit=None, full_determinism=True)
     first = build(case, tmp_path, tokenizer, labeled, unlabeled, **settings)
     first.train()
     checkpoint = tmp_path / "out" / case.checkpoint

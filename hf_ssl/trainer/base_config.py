@@ -55,6 +55,10 @@ class SSLConfig(TrainingArguments):
             `TrainingArguments` default: `8`. Besides evaluation, hf_ssl runs the model without gradients over
             whole pools (self-training's pseudo-labels, the linear-probe head), where larger batches fit and run
             faster.
+        save_total_limit (`int` or `None`, *optional*, defaults to `1`):
+            `TrainingArguments` default: `None`. A checkpoint holds the model and its optimizer state (about three
+            times the model's size) and `SelfTrainingTrainer` writes one at the end of every round: the latest is
+            what a resume needs. With ``load_best_model_at_end`` the best checkpoint is kept too. `None` keeps all.
     """
 
     unlabeled_batch_ratio: float = field(
@@ -76,6 +80,9 @@ class SSLConfig(TrainingArguments):
     learning_rate: float = field(default=1e-4, metadata={"help": "Initial AdamW learning rate."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Batch size per device for evaluation."})
+    save_total_limit: int | None = field(
+        default=1, metadata={"help": "Keep at most this many checkpoints (the latest, plus the best with "
+                                     "load_best_model_at_end); None keeps all."})
 
     def __post_init__(self) -> None:
         check_number_fields(self)

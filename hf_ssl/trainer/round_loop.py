@@ -38,8 +38,9 @@ class RoundCallback(TrainerCallback):
     """
 
     def on_round_begin(self, args: Any, state: TrainerState, control: TrainerControl, round: int,
-                       **kwargs: Any) -> None:
-        """Round ``round`` starts: the model, optimizer and training stream are set for it."""
+                       rounds: list[dict[str, Any]], **kwargs: Any) -> None:
+        """Round ``round`` starts: the model, optimizer and training stream are set for it; ``rounds`` holds the
+        records of the rounds before it (``trainer.rounds``)."""
 
     def on_round_end(self, args: Any, state: TrainerState, control: TrainerControl, round: int,
                      record: dict[str, Any], **kwargs: Any) -> None:
@@ -179,7 +180,7 @@ class RoundLoopMixin:
         if round > 0:
             self.optimizer.state.clear()
         self.begin_round(round)
-        self._round_event("on_round_begin", round=round)
+        self._round_event("on_round_begin", round=round, rounds=self.rounds)
 
     def round_step_end(self, state: TrainerState, control: TrainerControl) -> None:
         """After a step: at the round's last step, record the round, let the trainer end it, and ask the Trainer to

@@ -25,6 +25,7 @@ from hf_ssl.trainer.model_card import format_cell, format_counts
 from hf_ssl.trainer.pass_rate_warnings import WarnFewPseudoLabels
 from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.round_loop import RoundLoopMixin
+from hf_ssl.trainer.round_report import RoundReport
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
 from hf_ssl.trainer.state import load_ssl_state
 from hf_ssl.utils import staged_folder, write_file_atomic
@@ -41,7 +42,8 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
 
     Parameters:
         Those of `SSLTrainer`, with ``args`` a `SelfTrainingConfig`. ``unlabeled_dataset`` is required when
-        ``args.max_rounds`` > 0. Callbacks may define ``on_round_begin`` / ``on_round_end`` (`RoundCallback`).
+        ``args.max_rounds`` > 0. Callbacks may define ``on_round_begin`` / ``on_round_end`` (`RoundCallback`);
+        `RoundReport` (a default callback) prints a line on the console when each round begins and ends.
 
     Attributes:
         rounds (`list[dict]`): one record per round (``round``, ``global_step`` of its last step, training loss,
@@ -73,6 +75,7 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
         self.init_rounds()
         n = len(self.unlabeled_dataset) if self.unlabeled_dataset is not None else 0
         self.add_callback(WarnFewPseudoLabels("ssl_selected", n))
+        self.add_callback(RoundReport())
         self.pseudo_rows = np.zeros(0, dtype=np.int64)
         self.pseudo_targets = np.zeros((0, self.num_labels), dtype=np.float32)
         self.pseudo_confidence = np.zeros(0, dtype=np.float32)
@@ -116,10 +119,6 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
             self.model.load_state_dict(self._initial_state)
         set_seed(self.args.seed + round)  # what follows in the round does not depend on how the last one ended
         self._stream_pseudo_labels()
-        start = "the initial weights" if self._initial_state is not None else "the previous round's model"
-        logger.info(f"Round {round} begins at step {self.state.global_step}: {start}, a fresh optimizer state and "
-                    f"learning-rate schedule, labeled batches plus {len(self.pseudo_rows)} pseudo-labeled rows "
-                    "(the training loss adds their term from here).", main_process_only=True)
 
     def end_round(self, record: dict[str, Any]) -> str | None:
         if self.round == self.args.max_rounds:
