@@ -54,6 +54,16 @@ def test_teacher_buffers_are_an_ema_of_the_students_and_a_teacher_call_leaves_th
     assert_same_state(buffers(model), student, atol=0, where="student buffers after swapped_in")
 
 
+def test_update_averages_in_the_buffers_it_is_given():
+    model = batch_norm_model()
+    ema = EMATeacher(model, decay=0.5)
+    given = {name: torch.full_like(b, 2.0) for name, b in ema.shadow_buffers.items()}  # e.g. a mean over ranks
+    before = {k: v.clone() for k, v in ema.shadow_buffers.items()}
+    ema.update(model, given)
+    for key, value in ema.shadow_buffers.items():
+        torch.testing.assert_close(value, before[key] * 0.1 + 2.0 * 0.9)
+
+
 def test_state_dict_restores_the_shadow_buffers_and_rejects_a_state_without_them():
     model = batch_norm_model()
     ema = EMATeacher(model, decay=0.5)

@@ -99,6 +99,17 @@ def test_label_propagation_identical_on_every_rank_and_matches_one_process(tmp_p
     assert abs(ranks[0]["eval_accuracy"] - single["eval_accuracy"]) <= 1 / EVAL_ROWS + 1e-9
 
 
+@pytest.mark.slow
+def test_ema_teacher_batch_norm_statistics_identical_on_every_rank(tmp_path):
+    """Each rank's student updates its batch-norm statistics on its own rows; the teacher averages their mean over
+    the processes, so it is the same on every rank."""
+    launch(HELPERS / "mp_batchnorm_ema_script.py", [str(tmp_path)], nproc=2)
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["updates"] == 4
+    assert ranks[0]["student"] != ranks[1]["student"]  # the ranks' own statistics differ
+    assert ranks[0]["teacher"] == ranks[1]["teacher"]
+
+
 SHRINK = ["--num_train_epochs", "1", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
 SELFTRAIN_YAML = ("labels_per_class: 2\nmax_unlabeled: 60\nmax_eval: 40\nmax_length: 32\nnum_train_epochs: 1\n"
                   "max_rounds: 1\nthreshold: 0.125\nreport_to: none\n")

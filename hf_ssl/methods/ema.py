@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["EMATeacher"]
+__all__ = ["EMATeacher", "float_buffers"]
 
 
 def float_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -72,13 +72,20 @@ class EMATeacher:
         }
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the shadow parameters and buffers towards the student's current ones."""
+    def update(self, model: nn.Module, buffers: dict[str, torch.Tensor] | None = None) -> None:
+        """Move the shadow parameters and buffers towards the student's current ones.
+
+        Parameters:
+            model (`nn.Module`): the student.
+            buffers (`dict[str, torch.Tensor]` or `None`, *optional*, defaults to `None`): the float buffers to
+                average in instead of the model's own (e.g. their mean over processes, whose batch-norm statistics
+                differ); `None`: ``float_buffers(model)``.
+        """
         decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         for name, p in model.named_parameters():
             if name in self.shadow:
                 self.shadow[name].lerp_(p.detach().to(self.shadow[name].dtype), 1 - decay)
-        for name, b in float_buffers(model).items():
+        for name, b in (float_buffers(model) if buffers is None else buffers).items():
             if name in self.shadow_buffers:
                 self.shadow_buffers[name].lerp_(b.detach().to(self.shadow_buffers[name].dtype), 1 - decay)
         self.num_updates += 1
