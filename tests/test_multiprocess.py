@@ -99,6 +99,17 @@ def test_label_propagation_identical_on_every_rank_and_matches_one_process(tmp_p
     assert abs(ranks[0]["eval_accuracy"] - single["eval_accuracy"]) <= 1 / EVAL_ROWS + 1e-9
 
 
+@pytest.mark.slow
+def test_ema_teacher_batch_norm_statistics_identical_on_every_rank(tmp_path):
+    """Each rank's student updates its batch-norm statistics on its own rows; the teacher averages their mean over
+    the processes, so it is the same on every rank."""
+    launch(HELPERS / "mp_batchnorm_ema_script.py", [str(tmp_path)], nproc=2)
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["updates"] == 4
+    assert ranks[0]["student"] != ranks[1]["student"]  # the ranks' own statistics differ
+    assert ranks[0]["teacher"] == ranks[1]["teacher"]
+
+
 SHRINK = ["--num_train_epochs", "1", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
 SELFTRAIN_YAML = ("labels_per_class: 2\nmax_unlabeled: 60\nmax_eval: 40\nmax_length: 32\nnum_train_epochs: 1\n"
                   "max_rounds: 1\nthreshold: 0.125\nreport_to: none\n")
@@ -120,13 +131,20 @@ SELFTRAIN_YAML = ("labels_per_class: 2\nmax_unlabeled: 60\nmax_eval: 40\nmax_len
                  "model and card saved to",
                  {"labeled": 20, "unlabeled": 40, "test": 40, "threshold_strategy": "flexmatch"},
                  id="image_fixmatch"),
+    pytest.param("image_fixmatch.py", [*SHRINK, "--model", "efficientnet-lite2", "--dataset", "mnist-5k",
+                                       "--labels_per_class", "2", "--max_unlabeled", "40", "--max_eval", "40",
+                                       "--image_size", "32", "--contrastive_steps", "2", "--contrastive_batch_size",
+                                       "8", "--use_ema_teacher", "true", "--baseline"],
+                 "model and card saved to", {"labeled": 20, "unlabeled": 40, "test": 40, "method": "fixmatch"},
+                 id="image_fixmatch_efficientnet_lite2"),
     pytest.param("labelprop.py", ["--max_rows", "200", "--max_length", "48", "--select", "kmeans", "--budget", "16"],
                  "labels propagated to", {"rows": 200, "labeled": 16, "select": "kmeans"}, id="labelprop"),
 ])
 def test_recipe_under_two_processes_writes_its_outputs_once(tmp_path, recipe, flags, last_line, counts):
     """Each recipe under `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu true` on its real default
-    model (packaged MiniLM / DINOv2), shrunk to seconds (the self-training recipe by a YAML ``--config``): exit code
-    0, the recipe's summary, exports, model and card, written by the main process only."""
+    model (packaged MiniLM / DINOv2; the image recipe also on EfficientNet-Lite2, batch norm and an EMA teacher,
+    at 32 px), shrunk to seconds (the self-training recipe by a YAML ``--config``): exit code 0, the recipe's
+    summary, exports, model and card, written by the main process only."""
     out, writes = tmp_path / "out", tmp_path / "writes"
     (tmp_path / "run.yaml").write_text(SELFTRAIN_YAML)
     flags = [flag.format(yaml=tmp_path / "run.yaml") for flag in flags]
@@ -152,6 +170,9 @@ def test_recipe_under_two_processes_writes_its_outputs_once(tmp_path, recipe, fl
     config = json.loads((out / "config.json").read_text())
     with safe_open(str(out / "model.safetensors"), "pt") as weights:
         assert weights.get_slice("classifier.weight").get_shape()[0] == len(config["id2label"]) > 1
+        if "efficientnet-lite2" in flags:  # the backbone asked for, its running statistics saved with it
+            assert config["model_type"] == "hf_ssl_efficientnet_lite"
+            assert "efficientnet_lite.stem.bn.running_mean" in weights.keys()
     card = ModelCard.load(out / "README.md")
     assert "hf_ssl" in card.data.tags and card.data.library_name == "transformers"
     if recipe == "text_selftrain.py":

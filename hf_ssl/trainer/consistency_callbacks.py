@@ -4,24 +4,45 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from accelerate.logging import get_logger
 from transformers import TrainerCallback
 
+from hf_ssl.methods.ema import float_buffers
 from hf_ssl.trainer.consistency_config import ConsistencyConfig
 
 logger = get_logger(__name__)
 
-__all__ = ["EMAUpdate", "EpochRecord", "WarnSlowMomenta", "slow_momentum_warnings"]
+__all__ = ["EMAUpdate", "EpochRecord", "WarnSlowMomenta", "mean_over_processes", "slow_momentum_warnings"]
 
 
 class EMAUpdate(TrainerCallback):
-    """Moves the trainer's EMA teacher (``trainer.ema``) after every optimizer step."""
+    """Moves the trainer's EMA teacher (``trainer.ema``) after every optimizer step. Under several processes the
+    student's float buffers (batch-norm statistics, updated by each process's own rows) are averaged over the
+    processes first, so the teacher is the same on every rank."""
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.trainer.ema.update(self.trainer.accelerator.unwrap_model(self.trainer.model))
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        buffers = mean_over_processes(self.trainer.accelerator, float_buffers(model)) if args.world_size > 1 else None
+        self.trainer.ema.update(model, buffers)
+
+
+def mean_over_processes(accelerator: Any, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` averaged over the processes, in one all-reduce (float32).
+
+    Parameters:
+        accelerator (`accelerate.Accelerator`): the trainer's accelerator.
+        tensors (`dict[str, torch.Tensor]`): floating-point tensors, the same names and shapes on every process.
+    """
+    if not tensors:
+        return {}
+    flat = torch.cat([t.detach().float().flatten() for t in tensors.values()])
+    flat = accelerator.reduce(flat, reduction="mean")
+    sizes = [t.numel() for t in tensors.values()]
+    return {name: chunk.view_as(t) for (name, t), chunk in zip(tensors.items(), flat.split(sizes), strict=True)}
 
 
 class EpochRecord(TrainerCallback):
