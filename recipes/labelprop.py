@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from accelerate import PartialState
 from datasets import ClassLabel, Value, load_from_disk
-from transformers import AutoModel, AutoTokenizer, HfArgumentParser
+from transformers import AutoModel, AutoTokenizer, HfArgumentParser, set_seed
 
 from hf_ssl import (
     LabelPropagator,
@@ -177,6 +177,7 @@ def finetune(args: LabelPropArguments, path: str, data, test) -> None:
     names = data.features["label"].names
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenized = data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_length), batched=True)
+    set_seed(args.seed)  # the new classification head's initialisation
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     config = HfArgumentParser(SelfTrainingConfig).parse_dict(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer
 from hf_ssl.data.metrics import classification_metrics
@@ -30,6 +30,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=script.trust_remote_code)
     labeled, unlabeled, test, names = script.pools(tokenizer, config)
 
+    set_seed(config.seed)  # the new classification head's initialisation
     model = AutoModelForSequenceClassification.from_pretrained(
         name_or_path, num_labels=len(names), id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)}, trust_remote_code=script.trust_remote_code)

@@ -170,7 +170,8 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
     """The consistency recipes' common run: optional labeled-only baseline, training, save, ``summary.json``.
 
     Parameters:
-        new_model (`Callable[[], PreTrainedModel]`): returns a fresh pretrained model.
+        new_model (`Callable[[], PreTrainedModel]`): returns a fresh pretrained model; it is called after
+            ``set_seed(config.seed)``, so the baseline and the trainer start from the same new head.
         config (`ConsistencyConfig`): the trainer config.
         labeled (`datasets.Dataset`): labeled pool.
         unlabeled (`datasets.Dataset`): unlabeled pool.
@@ -184,6 +185,8 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
     import json
     import os
 
+    from transformers import set_seed
+
     from hf_ssl.data.metrics import classification_metrics
     from hf_ssl.trainer.base_config import labeled_only_config
     from hf_ssl.trainer.base_trainer import SSLTrainer
@@ -195,10 +198,12 @@ def run_consistency_recipe(new_model: Any, config: Any, labeled: Any, unlabeled:
     if baseline:
         base_args = labeled_only_config(config, output_dir=os.path.join(config.output_dir, "labeled_only"),
                                         save_strategy="no")
+        set_seed(config.seed)
         base = SSLTrainer(model=new_model(), args=base_args, train_dataset=labeled, eval_dataset=test,
                           processing_class=processor, compute_metrics=classification_metrics, peft_config=peft_config)
         base.train()
         summary["labeled_only_accuracy"] = base.evaluate()["eval_accuracy"]
+    set_seed(config.seed)
     trainer = ConsistencyTrainer(model=new_model(), args=config, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                  eval_dataset=test, processing_class=processor, compute_metrics=classification_metrics,
                                  peft_config=peft_config)
