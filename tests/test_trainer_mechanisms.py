@@ -1,5 +1,5 @@
 """A script switched from `transformers.Trainer` to an hf_ssl trainer keeps every Trainer mechanism, for each of the
-three trainers on a tiny random BERT: one global step counter and one logging stream (what TensorBoard draws),
+three trainers on a tiny random BERT: one global step counter and one logging stream (and one TensorBoard event file),
 ``eval_strategy="steps"`` with ``load_best_model_at_end``, `EarlyStoppingCallback`, ``save_total_limit`` and the
 examples' auto-resume through ``get_last_checkpoint(output_dir)``.
 
@@ -91,6 +91,27 @@ def test_one_step_counter_and_one_logging_stream(name, tmp_path, pools, tokenize
     history = [entry["step"] for entry in trainer.state.log_history]
     assert history == sorted(history) and history[-1] == total
     assert history[0] == 2  # the whole run is kept, from its first log
+
+
+def test_tensorboard_writes_one_event_file_with_one_curve_per_scalar(name, tmp_path, pools, tokenizer, monkeypatch):
+    """``report_to="tensorboard"``: the Trainer's `TensorBoardCallback` writes a single event file whose loss and
+    evaluation curves run over the whole run, steps strictly increasing (rounds do not overlay)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tmp_path / "tb"
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(logs))
+    trainer = make(name, tmp_path, pools, tokenizer, eval_strategy="steps", eval_steps=5, logging_steps=2,
+                   report_to="tensorboard")
+    trainer.train()
+    files = [os.path.join(root, f) for root, _, names in os.walk(logs) for f in names if "tfevents" in f]
+    assert len(files) == 1, files
+    events = EventAccumulator(files[0])
+    events.Reload()
+    for tag in ("train/loss", "eval/loss"):
+        steps = [event.step for event in events.Scalars(tag)]
+        assert len(steps) > 1 and steps == sorted(set(steps)), (tag, steps)
+    assert max(event.step for event in events.Scalars("train/loss")) == TOTAL_STEPS[name]
 
 
 def test_load_best_model_at_end_chooses_across_the_run(name, tmp_path, pools, tokenizer):
