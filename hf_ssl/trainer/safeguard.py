@@ -185,8 +185,9 @@ class SafeguardMixin:
 
     def kept_model_note(self) -> str | None:
         """What the model card says about the round whose model this is, or None when there is no round."""
-        if self.kept_round is None and not self.rounds:
-            return None
+        if not self.rounds or (self.kept_round is None and not (self.args.load_best_model_at_end
+                                                                and self.state.best_model_checkpoint)):
+            return None  # not trained yet
         last = self.rounds[-1]["round"]
         if not self.safeguard_on:
             return f"This is the model of the last round ({last}); `safeguard='none'`: no round was checked."
