@@ -175,7 +175,8 @@ def render_model_card(data: SSLModelCardData) -> str:
         architecture=data.architecture, is_peft=data.is_peft, n_labeled=int(sum(data.labeled_counts)),
         n_unlabeled=data.n_unlabeled, n_classes=data.num_labels,
         labeled_per_class=list(zip(names, data.labeled_counts, strict=False)), stats_header=data.stats_header,
-        stats_rows=data.stats_rows, kept_model=data.kept_model, eval_results={k: round(float(v), 4) for k, v in data.eval_results.items()},
+        stats_rows=data.stats_rows, kept_model=data.kept_model,
+        eval_results={k: round(float(v), 4) for k, v in data.eval_results.items()},
         auto_class=auto_class, repo_id=data.hub_model_id or data.model_name, paper=method.paper,
         versions={p: _version(p) for p in ("hf-ssl", "transformers", "torch", "datasets", "peft")},
     )
