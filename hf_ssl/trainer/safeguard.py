@@ -189,6 +189,8 @@ class SafeguardMixin:
                                                                 and self.state.best_model_checkpoint)):
             return None  # not trained yet
         last = self.rounds[-1]["round"]
+        if self.args.max_rounds == 0:
+            return None  # one round: nothing to choose
         if not self.safeguard_on:
             return f"This is the model of the last round ({last}); `safeguard='none'`: no round was checked."
         scores = self.check_scores()
