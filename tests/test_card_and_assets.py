@@ -27,11 +27,12 @@ def card_trainer(tmp_path, pools, tokenizer):
     trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                   processing_class=tokenizer)
     trainer.rounds = [
-        {"round": 0, "eval": {"eval_accuracy": 0.5},
+        {"round": 0, "eval": {"eval_accuracy": 0.5}, "check": {"graph_agreement": 0.8},
          "pseudo_labels": {"selected": 30, "new": 30, "mean_confidence": 0.91, "pseudo_label_accuracy": 0.9,
                            "per_class": {"c0": 10, "c1": 12, "c2": 8}}},
-        {"round": 1, "eval": {"eval_accuracy": 0.75}},
+        {"round": 1, "eval": {"eval_accuracy": 0.75}, "check": {"graph_agreement": 0.85}},
     ]
+    trainer.kept_round = 1
     trainer.state.log_history = [{"eval_accuracy": 0.75, "eval_loss": 0.6, "step": 10}]
     return trainer
 

@@ -29,6 +29,10 @@ def test_two_processes_agree_with_one(tmp_path, tokenizer):
     # pseudo-labels identical on every rank
     assert ranks[0]["pseudo_rows"] == ranks[1]["pseudo_rows"] and ranks[0]["pseudo_labels"] == ranks[1]["pseudo_labels"]
     assert ranks[0]["eval_accuracy"] == ranks[1]["eval_accuracy"]
+    # the safeguard's graph (each rank encodes a shard), check scores and kept round: identical on every rank
+    for key in ("graph_labels", "graph_agreement", "kept_round"):
+        assert ranks[0][key] == ranks[1][key], key
+    assert ranks[0]["graph_labels"] == single["graph_labels"]
     # both runs learn the toy task and pseudo-label the pool
     assert len(ranks[0]["pseudo_rows"]) > 0 and len(single["pseudo_rows"]) > 0
     assert ranks[0]["round0_accuracy"] > 0.6 and single["round0_accuracy"] > 0.6

@@ -311,6 +311,10 @@ class SSLTrainer(CheckpointingMixin, Trainer):
         """(header, rows) of the per-round / per-epoch pseudo-label table for the card."""
         return [], []
 
+    def card_kept_model(self) -> str | None:
+        """What the card says about which model of the run this is and why (None: nothing)."""
+        return None
+
     def card_hyperparameters(self) -> dict[str, Any]:
         """Key hyperparameters shown on the card, as used: ``max_steps`` in place of ``num_train_epochs`` when it is
         set (it overrides the epochs)."""
@@ -351,6 +355,7 @@ class SSLTrainer(CheckpointingMixin, Trainer):
             method=self.method_info(), architecture=type(base).__name__,
             base_model_name_or_path=finetuned_from or getattr(base.config, "_name_or_path", None), is_peft=is_peft,
             hyperparameters=self.card_hyperparameters(), stats_header=header, stats_rows=rows,
+            kept_model=self.card_kept_model(),
             class_names=list(self.class_names or []),
             labeled_counts=self.labeled_counts.tolist() if self.labeled_counts is not None else [],
             n_unlabeled=len(unlabeled) if unlabeled is not None else 0, num_labels=self.num_labels,

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hf_ssl.data.validation import label_column_of
 from hf_ssl.graph.embeddings import encode
 from hf_ssl.graph.propagation import LabelPropagator
 
-__all__ = ["GraphSpreadingMixin"]
+__all__ = ["GraphSpreadingMixin", "spread_over_pools"]
+
+
+def spread_over_pools(trainer: Any, propagator: LabelPropagator, *, pooling: str = "auto", batch_size: int = 64,
+                      layer: int | None = None) -> LabelPropagator:
+    """Embed the labeled and unlabeled pools of ``trainer`` with its current model (`encode`, L2-normalised) and
+    fit ``propagator`` on the embeddings with the labeled rows' labels.
+
+    Parameters:
+        trainer (`SSLTrainer`): its model, ``train_dataset`` (labeled) and ``unlabeled_dataset`` are used.
+        propagator (`LabelPropagator`): the estimator to fit (labeled rows first, then the unlabeled pool).
+        pooling (`str`, *optional*, defaults to `"auto"`): `encode`'s ``pooling``.
+        batch_size (`int`, *optional*, defaults to `64`): rows per embedding pass.
+        layer (`int` or `None`, *optional*, defaults to `None`): `encode`'s ``layer``.
+
+    Returns:
+        ``propagator``, fitted. Every process gets the same result.
+    """
+    args = trainer.args
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    was_training = model.training
+    labeled, unlabeled = trainer.train_dataset, trainer.unlabeled_dataset
+    columns = trainer.model_input_columns(labeled)
+    # Each pool is encoded on its own: their columns may differ in type (e.g. int32 and int64 token ids).
+    embeddings = np.concatenate([
+        encode(model, pool.select_columns(columns), trainer.processing_class, pooling=pooling, normalize=True,
+               batch_size=batch_size, accelerator=trainer.accelerator if args.world_size > 1 else None,
+               show_progress=not args.disable_tqdm, layer=layer)
+        for pool in (labeled, unlabeled)])
+    model.train(was_training)
+    labels = np.asarray(labeled[label_column_of(labeled)])
+    return propagator.fit(embeddings, np.concatenate([labels, np.full(len(unlabeled), -1)]))
 
 
 class GraphSpreadingMixin:
@@ -29,24 +62,14 @@ class GraphSpreadingMixin:
 
     def spread_labels(self) -> LabelPropagator:
         """Embed the labeled and unlabeled pools with the current model and spread the labels over a kNN graph of
-        the embeddings.
+        the embeddings (the config's graph fields).
 
         Returns:
             The fitted `LabelPropagator` (labeled rows first, then the unlabeled pool). Every process gets the
             same result.
         """
         args = self.args
-        model = self.accelerator.unwrap_model(self.model)
-        was_training = model.training
-        columns = self.model_input_columns(self.train_dataset)
-        # Each pool is encoded on its own: their columns may differ in type (e.g. int32 and int64 token ids).
-        embeddings = np.concatenate([
-            encode(model, pool.select_columns(columns), self.processing_class, pooling=args.pooling, normalize=True,
-                   batch_size=args.encode_batch_size, accelerator=self.accelerator if args.world_size > 1 else None,
-                   show_progress=not args.disable_tqdm, layer=args.embedding_layer)
-            for pool in (self.train_dataset, self.unlabeled_dataset)])
-        model.train(was_training)
-        labels = np.asarray(self.train_dataset[label_column_of(self.train_dataset)])
-        y = np.concatenate([labels, np.full(len(self.unlabeled_dataset), -1)])
-        return LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, power=args.power,
-                               random_state=args.seed).fit(embeddings, y)
+        propagator = LabelPropagator(n_neighbors=args.n_neighbors, alpha=args.alpha, power=args.power,
+                                     random_state=args.seed)
+        return spread_over_pools(self, propagator, pooling=args.pooling, batch_size=args.encode_batch_size,
+                                 layer=args.embedding_layer)

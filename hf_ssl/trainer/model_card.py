@@ -108,6 +108,8 @@ class SSLModelCardData:
         hyperparameters (`dict[str, Any]`, defaults to ``{}``): key hyperparameters, in display order.
         stats_header (`list[str]`, defaults to ``[]``): header of the pseudo-label statistics table.
         stats_rows (`list[list[Any]]`, defaults to ``[]``): its rows (one per round or epoch).
+        kept_model (`str` or `None`, defaults to `None`): which model of the run this is and why (e.g. the round a
+            safeguard kept); shown under the statistics table.
         class_names (`list[str]`, defaults to ``[]``): class names, in label order.
         labeled_counts (`list[int]`, defaults to ``[]``): labeled examples per class, in label order.
         n_unlabeled (`int`, defaults to `0`): rows of the unlabeled pool.
@@ -131,6 +133,7 @@ class SSLModelCardData:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     stats_header: list[str] = field(default_factory=list)
     stats_rows: list[list[Any]] = field(default_factory=list)
+    kept_model: str | None = None
     class_names: list[str] = field(default_factory=list)
     labeled_counts: list[int] = field(default_factory=list)
     n_unlabeled: int = 0
@@ -172,7 +175,8 @@ def render_model_card(data: SSLModelCardData) -> str:
         architecture=data.architecture, is_peft=data.is_peft, n_labeled=int(sum(data.labeled_counts)),
         n_unlabeled=data.n_unlabeled, n_classes=data.num_labels,
         labeled_per_class=list(zip(names, data.labeled_counts, strict=False)), stats_header=data.stats_header,
-        stats_rows=data.stats_rows, eval_results={k: round(float(v), 4) for k, v in data.eval_results.items()},
+        stats_rows=data.stats_rows, kept_model=data.kept_model,
+        eval_results={k: round(float(v), 4) for k, v in data.eval_results.items()},
         auto_class=auto_class, repo_id=data.hub_model_id or data.model_name, paper=method.paper,
         versions={p: _version(p) for p in ("hf-ssl", "transformers", "torch", "datasets", "peft")},
     )

@@ -15,7 +15,7 @@ from transformers.trainer_callback import TrainerControl, TrainerState
 
 from hf_ssl.trainer.round_loop import RoundCallback
 
-__all__ = ["RoundReport", "round_begin_line", "round_end_line"]
+__all__ = ["RoundReport", "round_begin_line", "round_end_line", "write_round_line"]
 
 
 def _rows(n: int) -> str:
@@ -25,6 +25,13 @@ def _rows(n: int) -> str:
 def _round_steps(state: TrainerState, args: Any, round: int) -> tuple[int, int]:
     per_round = state.max_steps // (args.max_rounds + 1) if state.max_steps else 0
     return round * per_round + 1, (round + 1) * per_round
+
+
+def write_round_line(args: Any, state: TrainerState, line: str) -> None:
+    """Print ``line`` on the console through ``tqdm`` (the progress bar stays whole), on the main process only,
+    unless ``log_level`` is ``"error"`` or ``"critical"``."""
+    if state.is_world_process_zero and args.get_process_log_level() <= logging.WARNING:
+        tqdm.write(line)
 
 
 def round_begin_line(args: Any, state: TrainerState, round: int, pseudo_labeled: int) -> str:
@@ -47,7 +54,8 @@ def round_begin_line(args: Any, state: TrainerState, round: int, pseudo_labeled:
 
 
 def round_end_line(args: Any, record: dict[str, Any]) -> str:
-    """The line printed when a round ends: its training loss and evaluation, then the pseudo-labels it made.
+    """The line printed when a round ends: its training loss, evaluation and safeguard check (``graph agreement``,
+    when ``safeguard="graph"``), then the pseudo-labels it made.
 
     Parameters:
         args (`SelfTrainingConfig`): the run's config.
@@ -58,6 +66,10 @@ def round_end_line(args: Any, record: dict[str, Any]) -> str:
     parts += [f"{key} {value:.4f}" for key, value in evaluation.items()
               if key.startswith("eval_") and key not in ("eval_loss", "eval_runtime", "eval_samples_per_second",
                                                          "eval_steps_per_second") and isinstance(value, float)]
+    check = record.get("check")
+    if check is not None:
+        score = check["graph_agreement"]
+        parts.append(f"graph agreement {'n/a' if score is None else f'{score:.4f}'}")
     line = f"[round {record['round']}/{args.max_rounds}] ended at step {record['global_step']}: " + ", ".join(parts)
     stats = record.get("pseudo_labels")
     if stats:
@@ -74,13 +86,8 @@ class RoundReport(RoundCallback):
     def on_round_begin(self, args: Any, state: TrainerState, control: TrainerControl, round: int,
                        rounds: list[dict[str, Any]], **kwargs: Any) -> None:
         pseudo_labeled = (rounds[-1].get("pseudo_labels") or {}).get("selected", 0) if round > 0 and rounds else 0
-        self._write(args, state, round_begin_line(args, state, round, pseudo_labeled))
+        write_round_line(args, state, round_begin_line(args, state, round, pseudo_labeled))
 
     def on_round_end(self, args: Any, state: TrainerState, control: TrainerControl, round: int,
                      record: dict[str, Any], **kwargs: Any) -> None:
-        self._write(args, state, round_end_line(args, record))
-
-    @staticmethod
-    def _write(args: Any, state: TrainerState, line: str) -> None:
-        if state.is_world_process_zero and args.get_process_log_level() <= logging.WARNING:
-            tqdm.write(line)
+        write_round_line(args, state, round_end_line(args, record))

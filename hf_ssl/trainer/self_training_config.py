@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 from hf_ssl.trainer.base_config import SSLConfig
 
+SAFEGUARDS = ("graph", "none")
+"""The choices of ``SelfTrainingConfig.safeguard``."""
+
 
 @dataclass
 class SelfTrainingConfig(SSLConfig):
@@ -39,6 +42,13 @@ class SelfTrainingConfig(SSLConfig):
             Weight each pseudo-labeled row's loss by the teacher's confidence.
         eval_each_round (`bool`, *optional*, defaults to `True`):
             Evaluate ``eval_dataset`` at the end of every round (round 0 = labeled-only).
+        safeguard (`str`, *optional*, defaults to `"graph"`):
+            `"graph"`: check every round against label spreading over the initial model's embeddings of both pools
+            (graph agreement, no held-out labels needed) and keep the model of the best round by that check, round 0
+            (labeled-only) included, saying so in the log, on the console and on the model card when it is not the
+            last round; costs one embedding pass over both pools at the start and one prediction of the unlabeled
+            pool at the end of the last round. `"none"`: keep the last round's model, check nothing. With
+            ``load_best_model_at_end=True`` the Trainer's best checkpoint is kept and the check only reports.
     """
 
     threshold: float = field(default=0.7, metadata={"help": "Minimum teacher confidence in (0, 1] for a pseudo-label."})
@@ -56,6 +66,9 @@ class SelfTrainingConfig(SSLConfig):
     soft_label_temperature: float = field(default=1.0, metadata={"help": "Temperature of soft targets (> 0)."})
     weight_by_confidence: bool = field(default=False, metadata={"help": "Weight pseudo-label losses by confidence."})
     eval_each_round: bool = field(default=True, metadata={"help": "Evaluate eval_dataset after every round."})
+    safeguard: str = field(default="graph", metadata={
+        "help": "'graph': keep the round that agrees best with label spreading over the initial embeddings; "
+                "'none': keep the last round."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,6 +79,9 @@ class SelfTrainingConfig(SSLConfig):
             raise ValueError(f"k_per_class must be None or >= 1, got {self.k_per_class}.")
         if self.class_fraction is not None and not (0 < self.class_fraction <= 1):
             raise ValueError(f"class_fraction must be None or in (0, 1], got {self.class_fraction}.")
+        if self.safeguard not in SAFEGUARDS:
+            raise ValueError(f"safeguard must be one of {', '.join(map(repr, SAFEGUARDS))}, got {self.safeguard!r}; "
+                             "'none' keeps the last round's model.")
         if self.max_rounds < 0:
             raise ValueError(f"max_rounds must be >= 0, got {self.max_rounds}.")
         if not (math.isfinite(self.soft_label_temperature) and self.soft_label_temperature > 0):

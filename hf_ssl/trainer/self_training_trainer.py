@@ -26,6 +26,7 @@ from hf_ssl.trainer.pass_rate_warnings import WarnFewPseudoLabels
 from hf_ssl.trainer.pseudo_label_stream import PseudoLabelStreamMixin
 from hf_ssl.trainer.round_loop import RoundLoopMixin
 from hf_ssl.trainer.round_report import RoundReport
+from hf_ssl.trainer.safeguard import SafeguardMixin
 from hf_ssl.trainer.self_training_config import SelfTrainingConfig
 from hf_ssl.trainer.state import load_ssl_state
 from hf_ssl.utils import staged_folder, write_file_atomic
@@ -37,13 +38,16 @@ __all__ = ["SelfTrainingTrainer"]
 INITIAL_WEIGHTS_NAME = "checkpoint-initial-weights.pt"
 
 
-class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
+class SelfTrainingTrainer(SafeguardMixin, RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
     """Self-training (pseudo-labeling) as a `transformers.Trainer`.
 
     Parameters:
         Those of `SSLTrainer`, with ``args`` a `SelfTrainingConfig`. ``unlabeled_dataset`` is required when
         ``args.max_rounds`` > 0. Callbacks may define ``on_round_begin`` / ``on_round_end`` (`RoundCallback`);
         `RoundReport` (a default callback) prints a line on the console when each round begins and ends.
+
+    With ``args.safeguard="graph"`` (the default) each round is checked against label spreading over the initial
+    model's embeddings (`SafeguardMixin`) and the run ends with the model of the best round by that check.
 
     Attributes:
         rounds (`list[dict]`): one record per round (``round``, ``global_step`` of its last step, training loss,
@@ -53,6 +57,9 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
             `"training_stopped"` (a callback such as `EarlyStoppingCallback` set ``control.should_training_stop``).
         pseudo_rows, pseudo_targets, pseudo_confidence (`np.ndarray`): the current pseudo-labels: rows of the
             unlabeled pool, target distributions and the teacher's confidence.
+        kept_round (`int` or `None`): the round whose model the trainer holds after `train` (the best by the
+            safeguard's check, or the last round with ``safeguard="none"``); each record's ``check`` holds the
+            round's ``graph_agreement``.
     """
 
     config_class = SelfTrainingConfig
@@ -73,6 +80,7 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
             raise ValueError("SelfTrainingTrainer needs unlabeled_dataset= when max_rounds > 0 "
                              "(set max_rounds=0 for labeled-only fine-tuning).")
         self.init_rounds()
+        self.init_safeguard()
         n = len(self.unlabeled_dataset) if self.unlabeled_dataset is not None else 0
         self.add_callback(WarnFewPseudoLabels("ssl_selected", n))
         self.add_callback(RoundReport())
@@ -107,13 +115,17 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
             set_seed(self.args.seed)
         else:
             self._load_initial_weights(checkpoint)
+            self.load_safeguard_weights(checkpoint)
         output = super().train(resume_from_checkpoint=checkpoint, trial=trial,
                                ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
         self.clear_unlabeled_stream()
+        self.keep_best_round()
         return output
 
     def begin_round(self, round: int) -> None:
         if round == 0:
+            if self.safeguard_on:
+                self.fit_graph_check()
             return
         if self._initial_state is not None:
             self.model.load_state_dict(self._initial_state)
@@ -121,15 +133,20 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
         self._stream_pseudo_labels()
 
     def end_round(self, record: dict[str, Any]) -> str | None:
-        if self.round == self.args.max_rounds:
+        last = self.round == self.args.max_rounds
+        probs = self.predict_unlabeled_probs() if self.safeguard_on or not last else None
+        if self.safeguard_on:
+            self.check_round(record, probs)
+        if last:
             return "max_rounds"
-        return "no_new_pseudo_labels" if self._pseudo_label_round(record) == 0 else None
+        return "no_new_pseudo_labels" if self._pseudo_label_round(record, probs) == 0 else None
 
     def round_summary(self) -> dict[str, Any]:
         return {"pseudo_labeled_rows_used": int(len(self.pseudo_rows)) if self.round > 0 else 0}
 
     def _reset_pseudo_labels(self) -> None:
         self.reset_rounds()
+        self.reset_safeguard()
         self.pseudo_rows = np.zeros(0, dtype=np.int64)
         self.pseudo_targets = np.zeros((0, self.num_labels), dtype=np.float32)
         self.pseudo_confidence = np.zeros(0, dtype=np.float32)
@@ -154,9 +171,9 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
                            "model given to this trainer, not necessarily those of the interrupted run.",
                            main_process_only=True)
 
-    def _pseudo_label_round(self, record: dict[str, Any]) -> int:
-        """Label the unlabeled pool with the current model; update the pseudo-labels; return the number new."""
-        probs = self.predict_unlabeled_probs()
+    def _pseudo_label_round(self, record: dict[str, Any], probs: np.ndarray) -> int:
+        """Label the unlabeled pool from the current model's ``probs``; update the pseudo-labels; return the number
+        new."""
         rows = select_pseudo_labels(probs, self.args.threshold, self.args.k_per_class, self.args.class_fraction)
         truth = self.truth_labels()
         stats = selection_stats(probs, rows, self.num_labels, truth)
@@ -274,21 +291,32 @@ class SelfTrainingTrainer(RoundLoopMixin, PseudoLabelStreamMixin, SSLTrainer):
             self._stream_pseudo_labels(start_batch=self.unlabeled_batches_consumed)
 
     # ----------------------------------------------------------------- card
+    def model_card_data(self, *args: Any, eval_results: dict[str, float] | None = None, **kwargs: Any) -> Any:
+        """`SSLTrainer.model_card_data`, whose default evaluation is that of the kept round (`kept_round`)."""
+        if eval_results is None and self.kept_round is not None and self.rounds \
+                and self.kept_round != self.rounds[-1]["round"]:
+            eval_results = next((r.get("eval") or {} for r in self.rounds if r["round"] == self.kept_round), {})
+        return super().model_card_data(*args, eval_results=eval_results, **kwargs)
+
+    def card_kept_model(self) -> str | None:
+        return self.kept_model_note()
+
     def card_hyperparameters(self) -> dict[str, Any]:
         args = self.args
         return super().card_hyperparameters() | {
             "threshold": args.threshold, "k_per_class": args.k_per_class, "class_fraction": args.class_fraction,
             "max_rounds": args.max_rounds,
             "reset_model_each_round": args.reset_model_each_round, "soft_labels": args.soft_labels,
-            "weight_by_confidence": args.weight_by_confidence}
+            "weight_by_confidence": args.weight_by_confidence, "safeguard": args.safeguard}
 
     def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
-        header = ["round", "eval accuracy", "pseudo-labels selected", "new", "mean confidence",
-                  "pseudo-label accuracy (hidden truth)", "per class"]
+        header = ["round", "eval accuracy", "graph agreement (safeguard)", "pseudo-labels selected", "new",
+                  "mean confidence", "pseudo-label accuracy (hidden truth)", "per class"]
         rows = []
         for rec in self.rounds:
             stats = rec.get("pseudo_labels", {})
             rows.append([rec["round"], format_cell(rec.get("eval", {}).get("eval_accuracy"), ".4f"),
+                         format_cell(rec.get("check", {}).get("graph_agreement"), ".4f"),
                          stats.get("selected", "-"), stats.get("new", "-"), format_cell(stats.get("mean_confidence")),
                          format_cell(stats.get("pseudo_label_accuracy")), format_counts(stats.get("per_class", {}))])
         return header, rows

@@ -20,7 +20,9 @@ def make_args(out: str, batch_size: int) -> SelfTrainingConfig:
 def record(trainer: SelfTrainingTrainer, metrics: dict) -> dict:
     return {"pseudo_rows": trainer.pseudo_rows.tolist(), "pseudo_labels": trainer.pseudo_targets.argmax(1).tolist(),
             "round0_accuracy": trainer.rounds[0]["eval"]["eval_accuracy"],
-            "train_loss": [r["train_loss"] for r in trainer.rounds]}
+            "train_loss": [r["train_loss"] for r in trainer.rounds],
+            "graph_agreement": [r["check"]["graph_agreement"] for r in trainer.rounds],
+            "graph_labels": trainer.check_labels.tolist(), "kept_round": trainer.kept_round}
 
 
 if __name__ == "__main__":
