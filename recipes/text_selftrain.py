@@ -40,18 +40,20 @@ def main() -> None:
                                   compute_metrics=classification_metrics, peft_config=peft_config)
     trainer.card_datasets = [script.dataset]
     trainer.train()
-    final = trainer.rounds[-1].get("eval") or trainer.evaluate()  # the last round was already evaluated
+    kept = next((r for r in trainer.rounds if r["round"] == trainer.kept_round), trainer.rounds[-1])
+    final = kept.get("eval") or trainer.evaluate()  # the kept round's model was evaluated at its end
     trainer.save_model()
     trainer.export_pseudo_labels(os.path.join(config.output_dir, "pseudo_labeled"))
     if trainer.is_world_process_zero():
         labeled_only = trainer.rounds[0].get("eval", {}).get("eval_accuracy")
         summary = {"labeled": len(labeled), "unlabeled": len(unlabeled), "test": len(test),
                    "labeled_only_accuracy": labeled_only, "self_training_accuracy": final["eval_accuracy"],
-                   "rounds": len(trainer.rounds), "termination": trainer.termination_condition}
+                   "rounds": len(trainer.rounds), "kept_round": trainer.kept_round,
+                   "termination": trainer.termination_condition}
         with open(os.path.join(config.output_dir, "summary.json"), "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
         print(f"labeled-only accuracy:  {labeled_only:.4f}" if labeled_only is not None else "labeled-only: n/a")
-        print(f"self-training accuracy: {final['eval_accuracy']:.4f}")
+        print(f"self-training accuracy: {final['eval_accuracy']:.4f} (the model of round {kept['round']})")
         print(f"model, tokenizer and card saved to {config.output_dir}")
     leave_together(trainer.accelerator)
 
