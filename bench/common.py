@@ -94,16 +94,21 @@ def fashion_pools(raw: Any, seed: int, labels_per_class: int, max_unlabeled: int
     """
     from hf_ssl import sample_per_class
 
-    train = raw["train"].shuffle(seed=seed).select(range(train_subset))
+    train = first_rows(raw["train"], train_subset, seed)
     labeled, unlabeled = sample_per_class(train, labels_per_class, seed=seed,
                                           max_unlabeled=unlabeled_limit(max_unlabeled))
     return train, labeled, unlabeled
 
 
+def first_rows(dataset: Any, rows: int, seed: int) -> Any:
+    """The first ``rows`` rows (at most all) of ``dataset`` after shuffling it by ``seed``; the whole dataset,
+    unshuffled, when ``rows`` <= 0."""
+    return dataset.shuffle(seed=seed).select(range(min(rows, len(dataset)))) if rows > 0 else dataset
+
+
 def fashion_test(raw: Any, rows: int) -> Any:
     """The first ``rows`` Fashion-MNIST test images after shuffling by `FASHION_TEST_SEED` (rows <= 0: all)."""
-    test = raw["test"].shuffle(seed=FASHION_TEST_SEED)
-    return test.select(range(rows)) if rows > 0 else test
+    return first_rows(raw["test"], rows, FASHION_TEST_SEED)
 
 
 def git_state() -> dict[str, Any]:
@@ -189,3 +194,37 @@ def write_result(path: str | os.PathLike, report: dict[str, Any], run: Run) -> s
     record = {"provenance": run.provenance(), **{k: v for k, v in report.items() if k != "provenance"}}
     return write_text_atomic(os.path.dirname(path) or ".", os.path.basename(path),
                              json.dumps(record, indent=2, default=str) + "\n")
+
+
+def classifier(kind: str, names: Sequence[str], path: Any = None, **extra: Any) -> Any:
+    """A packaged pretrained model with a new classification head over ``names``: MiniLM for ``kind="text"``,
+    DINOv2-S for ``kind="image"`` (or the model at ``path``); ``extra`` goes to ``from_pretrained``."""
+    from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+
+    from hf_ssl import dinov2_path, minilm_path
+
+    labels = {"num_labels": len(names), "id2label": dict(enumerate(names)),
+              "label2id": {n: i for i, n in enumerate(names)}}
+    if kind == "text":
+        return AutoModelForSequenceClassification.from_pretrained(path or minilm_path(), **labels, **extra)
+    return AutoModelForImageClassification.from_pretrained(path or dinov2_path(), **labels, **extra)
+
+
+def labeled_only_trainer(fields: dict[str, Any], labeled: Any, unlabeled: Any, image: bool, **kwargs: Any) -> Any:
+    """The labeled-only baseline trainer: a plain `SSLTrainer` for text; for images a `ConsistencyTrainer` with
+    λ = 0 and a one-row unlabeled batch that never counts, so labeled images get the same weak view (flip and
+    crop) as in the consistency arms.
+
+    Args:
+        fields: `SSLConfig` fields (output_dir, seed, training settings).
+        labeled: the labeled pool (model inputs).
+        unlabeled: the unlabeled pool (images only; ignored for text).
+        image: whether the pools are images.
+        kwargs: the trainer's other arguments (model, eval_dataset, processing_class, compute_metrics).
+    """
+    from hf_ssl import ConsistencyConfig, ConsistencyTrainer, SSLConfig, SSLTrainer
+
+    if image:
+        config = ConsistencyConfig(**fields, unlabeled_loss_weight=0.0, unlabeled_batch_ratio=1e-3, threshold=1.0)
+        return ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
+    return SSLTrainer(args=SSLConfig(**fields), train_dataset=labeled, **kwargs)

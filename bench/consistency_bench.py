@@ -35,12 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets
-from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from bench.common import (
     Run,
+    classifier,
     fashion_pools,
     fashion_test,
+    labeled_only_trainer,
     make_parser,
     start_run,
     summary,
@@ -56,7 +58,6 @@ from hf_ssl import (
     SSLConfig,
     SSLTrainer,
     contrastive_adapt,
-    dinov2_path,
     load_fashion_mnist,
     load_text_dataset,
     minilm_path,
@@ -95,14 +96,8 @@ def pools(args: argparse.Namespace, seed: int) -> tuple[Dataset, Dataset, Datase
 
 
 def new_model(args: argparse.Namespace, names: list[str], path: str | None = None):
-    extra = {"num_labels": len(names), "id2label": dict(enumerate(names)),
-             "label2id": {n: i for i, n in enumerate(names)}}
-    if args.num_layers:
-        extra["num_hidden_layers"] = args.num_layers  # keeps the lowest layers; the rest are not loaded
-    if args.dataset == "r8":
-        model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), **extra)
-    else:
-        model = AutoModelForImageClassification.from_pretrained(path or dinov2_path(), **extra)
+    extra = {"num_hidden_layers": args.num_layers} if args.num_layers else {}  # keeps the lowest layers
+    model = classifier("text" if args.dataset == "r8" else "image", names, path, **extra)
     if args.freeze_layers:
         base = model.base_model
         for module in (base.embeddings, *base.encoder.layer[:args.freeze_layers]):
@@ -169,13 +164,8 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> dict:
     pool_record: dict = {}
     if arm == "labeled_only_random_head":
         common["head_init"] = "random"
-    if arm in BASELINES and args.dataset == "fashion_mnist":
-        # Labeled-only with the same weak view (flip + crop) of labeled images as the consistency arms:
-        # λ = 0 and a one-row unlabeled batch that never counts.
-        config = ConsistencyConfig(**common, unlabeled_loss_weight=0.0, unlabeled_batch_ratio=1e-3, threshold=1.0)
-        trainer = ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
-    elif arm in BASELINES:
-        trainer = SSLTrainer(args=SSLConfig(**common), train_dataset=labeled, **kwargs)
+    if arm in BASELINES:
+        trainer = labeled_only_trainer(common, labeled, unlabeled, args.dataset == "fashion_mnist", **kwargs)
     elif arm in ("full_label", "pool_oracle") or arm.startswith("pool_graph"):
         # pool_oracle, the ceiling of any pseudo-labelling of this unlabeled pool: the labeled rows plus the pool with
         # its true labels, trained like full_label for the same number of steps; pool_graph: the same with the graph's

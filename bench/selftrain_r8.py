@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer
 
-from bench.common import PROBE_C, make_parser, start_run, summary, unlabeled_limit, write_result
+from bench.common import PROBE_C, classifier, make_parser, start_run, summary, unlabeled_limit, write_result
 from hf_ssl import SelfTrainingConfig, SelfTrainingTrainer, load_text_dataset, minilm_path, sample_per_class
 from hf_ssl.data.metrics import classification_metrics
 
@@ -56,9 +56,7 @@ def run_seed(seed: int, args: argparse.Namespace, raw, tokenizer, test_embedding
         x = embed(labeled["text"], tokenizer, encoder, args.max_length)
         probe = LogisticRegression(C=PROBE_C, max_iter=2000).fit(x, labeled["label"])
         result["linear_probe"] = float((probe.predict(test_embeddings) == np.asarray(test["label"])).mean())
-    model = AutoModelForSequenceClassification.from_pretrained(
-        minilm_path(), num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)})
+    model = classifier("text", names)
     config = SelfTrainingConfig(output_dir=os.path.join(args.workdir, f"seed{seed}"), seed=seed, report_to="none",
                                 save_strategy="no", disable_tqdm=True, per_device_eval_batch_size=32,
                                 **json.loads(args.config))
