@@ -6,7 +6,9 @@ A file written through `bench.common.write_result` carries its script and comman
 resumable file the command of each invocation); for older files the script comes from the file name
 (`LEGACY_SCRIPTS`) and the command is rebuilt from the settings the file recorded, with the script's current flags
 and ``--out`` set to the file. Descriptions come from `DESCRIPTIONS`, else from the report's ``description``,
-else from the script's docstring. Files in subfolders are listed by their path inside ``bench/results/``. Run it
+else from the script's docstring. Files in subfolders are listed by their path inside ``bench/results/``, but a
+benchmark-suite folder (``suite/<name>/``, written by ``python -m bench``) is listed by its ``index.json`` alone,
+which lists its run files. Run it
 after committing new results, then commit the index:
 
     python -m bench.index            # writes bench/results/INDEX.md and bench/results/index.json
@@ -28,6 +30,7 @@ from bench.common import REPO, RESULTS
 from hf_ssl.utils import write_text_atomic
 
 INDEX_FILES = ("INDEX.md", "index.json")
+SUITE = "suite"  # bench/results/suite/<name>/: output folders of python -m bench, listed by their index.json
 LEGACY_SCRIPTS = (  # file-name prefix: script, first match wins
     ("adaptation_trajectory", "adaptation_trajectory"), ("augment_speed", "augment_speed"),
     ("consistency_step", "consistency_step"), ("consistency_", "consistency_bench"),
@@ -157,9 +160,18 @@ def name(path: Path) -> str:
     return path.relative_to(RESULTS).as_posix()
 
 
+def indexed(path: Path) -> bool:
+    """Whether a file under bench/results/ gets an entry: all but the index itself and, of a benchmark-suite output
+    folder (``suite/<name>/``), all but its ``index.json`` (which lists its run files; its cache is no result)."""
+    parts = path.relative_to(RESULTS).parts
+    if parts[0] == SUITE and len(parts) > 2:
+        return len(parts) == 3 and parts[2] == "index.json"
+    return name(path) not in INDEX_FILES
+
+
 def result_files() -> list[Path]:
-    """Every file under bench/results/ (subfolders included) but the index itself."""
-    return sorted(p for p in RESULTS.rglob("*") if p.is_file() and name(p) not in INDEX_FILES)
+    """Every file under bench/results/ (subfolders included) that gets an entry (`indexed`)."""
+    return sorted(p for p in RESULTS.rglob("*") if p.is_file() and indexed(p))
 
 
 def entry(path: Path) -> dict[str, Any]:

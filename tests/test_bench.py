@@ -15,7 +15,8 @@ import torch
 from bench import index
 from bench.common import REPO, RESULTS, VERSIONED_PACKAGES, start_run, summary, write_result
 
-SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in ("__init__", "common", "index"))
+SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py")
+                 if p.stem not in ("__init__", "__main__", "common", "index"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

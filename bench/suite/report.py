@@ -49,8 +49,9 @@ def per_seed(records: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
 
 
 def gap_closed(method: float, labeled_only: float, full_label: float | None) -> float | None:
-    """(method − labeled-only) / (full label − labeled-only); None without a full-label figure or a gap."""
-    if full_label is None or full_label == labeled_only:
+    """(method − labeled-only) / (full label − labeled-only); None without a full-label figure above labeled-only
+    (no gap to close)."""
+    if full_label is None or full_label <= labeled_only:
         return None
     return (method - labeled_only) / (full_label - labeled_only)
 
@@ -133,7 +134,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> str:
             points = sorted((r["labels_per_class"], r["mean"], r["min"], r["max"], r["kind"]) for r in group
                             if r["arm"] == arm)
             x, mean, low, high = ([p[i] for p in points] for i in range(4))
-            style = {"color": "black", "linewidth": 2.5} if points[0][4] == BASELINE_KIND else {}
+            style = {"color": "black", "linewidth": 2.5, "zorder": 3} if points[0][4] == BASELINE_KIND else {}
             ax.errorbar(x, mean, yerr=[[m - lo for m, lo in zip(mean, low, strict=True)],
                                        [h - m for m, h in zip(mean, high, strict=True)]],
                         marker="o", capsize=3, label=arm, **style)
