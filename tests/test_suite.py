@@ -83,6 +83,25 @@ def test_missing_config_and_missing_keys_are_config_errors(tmp_path):
         expand({k: v for k, v in BASE.items() if k != "arms"})
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "bench" / "configs").glob("*.yaml")))
+def test_every_shipped_config_expands(name):
+    config = load_config(REPO / "bench" / "configs" / name)
+    assert config.specs and config.output.startswith("bench/results/suite/")
+    split = "validation" if name.startswith(("dev", "quick")) else "test"
+    assert {s.split for s in config.specs} == {split}
+
+
+def test_configs_sharing_a_folder_agree_on_every_shared_run():
+    folders: dict[str, dict[str, RunSpec]] = {}
+    for path in sorted((REPO / "bench" / "configs").glob("*.yaml")):
+        config = load_config(path)
+        runs = folders.setdefault(config.output, {})
+        for spec in config.specs:
+            assert runs.setdefault(spec.run_id, spec) == spec, f"{path.name}: {spec.run_id} differs"
+    assert len(folders["bench/results/suite/text_test"]) > len(load_config(REPO / "bench/configs/report_text.yaml")
+                                                                .specs)
+
+
 def test_run_ids_are_stable_file_names_and_specs_compare_after_json():
     spec = RunSpec("20newsgroups", "test", 5, "fixmatch/graph 0.5", "consistency", 1, {"ops": ("mask",)}, {})
     assert spec.run_id == "20newsgroups-test-k5-fixmatch_graph_0.5-s1" and spec.file_name == spec.run_id + ".json"
@@ -119,6 +138,7 @@ def test_a_second_invocation_skips_done_runs_and_overwrite_reruns_them(fake_suit
     listed = json.loads((out / "index.json").read_text(encoding="utf-8"))
     assert [r["accuracy"] for r in listed["runs"]] == [0.5, 0.6, 0.5, 0.6]
     assert listed["provenance"]["command"].startswith("python -m bench --config")
+    assert list(listed["configs"]) == [str(path)]
     record = json.loads((out / "runs" / listed["runs"][0]["file"].split("/")[1]).read_text(encoding="utf-8"))
     assert {"settings", "versions", "git", "machine"} <= set(record["provenance"])
     assert record["spec"]["arm"] == "labeled_only" and record["result"]["accuracy"] == 0.5

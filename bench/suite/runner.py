@@ -73,11 +73,15 @@ def index_entry(record: dict[str, Any], file: str) -> dict[str, Any]:
 
 
 def write_index(out: Path, config: SuiteConfig, run: Run) -> Path:
-    """(Re)write ``<out>/index.json`` from every run file in ``<out>/runs``."""
+    """(Re)write ``<out>/index.json`` from every run file in ``<out>/runs``, with the configs that wrote into the
+    folder (several configs may share one, e.g. report_text.yaml and budget_curves.yaml)."""
     files = sorted((out / RUNS).glob("*.json"))
     runs = [index_entry(json.loads(p.read_text(encoding="utf-8")), f"{RUNS}/{p.name}") for p in files]
-    report = {"description": f"Benchmark suite: {config.description} ({len(runs)} runs)", "config": config.path,
-              "runs": runs}
+    configs = {config.path: config.description}
+    if (out / INDEX).exists():
+        configs = {**json.loads((out / INDEX).read_text(encoding="utf-8")).get("configs", {}), **configs}
+    report = {"description": f"Benchmark suite, {len(runs)} runs: " + "; ".join(configs.values()),
+              "configs": dict(sorted(configs.items())), "runs": runs}
     return Path(write_result(out / INDEX, report, run))
 
 
