@@ -14,6 +14,7 @@ import yaml
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from bench import index
+from bench.__main__ import main as bench_main
 from bench.common import REPO, RESULTS
 from bench.suite import arms, data, report, runner
 from bench.suite.config import ConfigError, expand, load_config
@@ -74,6 +75,12 @@ def test_bad_configs_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
         load_config(write_config(tmp_path, {**BASE, **change}))
     assert str(tmp_path / "c.yaml") in str(caught.value)
+
+
+def test_the_command_line_reports_a_bad_config_without_a_traceback(tmp_path):
+    path = write_config(tmp_path, {**BASE, "arms": {"fixmatch": {}}})
+    with pytest.raises(SystemExit, match=r"config error: .*arms\.fixmatch\.kind: unknown kind"):
+        bench_main(["--config", str(path), "--dry_run"])
 
 
 def test_missing_config_and_missing_keys_are_config_errors(tmp_path):

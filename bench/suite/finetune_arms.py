@@ -27,19 +27,10 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+import hf_ssl
 from bench.common import classifier, labeled_only_trainer
 from bench.suite.data import Pools, model_inputs, tokenizer
 from bench.suite.spec import RunSpec
-from hf_ssl import (
-    ConsistencyConfig,
-    ConsistencyTrainer,
-    LabelPropagationConfig,
-    LabelPropagationTrainer,
-    SelfTrainingConfig,
-    SelfTrainingTrainer,
-    SSLConfig,
-    SSLTrainer,
-)
 from hf_ssl.data.metrics import classification_metrics
 
 RECORDED_TRAINING_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
@@ -65,7 +56,7 @@ def _labeled_only(fields: dict, inputs: dict, kwargs: dict, image: bool) -> Any:
 
 
 def _full_label(fields: dict, inputs: dict, kwargs: dict, image: bool) -> Any:
-    return SSLTrainer(args=SSLConfig(**fields), train_dataset=inputs["train"], **kwargs)
+    return hf_ssl.SSLTrainer(args=hf_ssl.SSLConfig(**fields), train_dataset=inputs["train"], **kwargs)
 
 
 def _semi_supervised(trainer_class: type, config_class: type) -> Callable[..., Any]:
@@ -79,23 +70,23 @@ def _semi_supervised(trainer_class: type, config_class: type) -> Callable[..., A
 BUILDERS: dict[str, Callable[..., Any]] = {
     "labeled_only": _labeled_only,
     "full_label": _full_label,
-    "self_training": _semi_supervised(SelfTrainingTrainer, SelfTrainingConfig),
-    "consistency": _semi_supervised(ConsistencyTrainer, ConsistencyConfig),
-    "label_propagation": _semi_supervised(LabelPropagationTrainer, LabelPropagationConfig),
+    "self_training": _semi_supervised(hf_ssl.SelfTrainingTrainer, hf_ssl.SelfTrainingConfig),
+    "consistency": _semi_supervised(hf_ssl.ConsistencyTrainer, hf_ssl.ConsistencyConfig),
+    "label_propagation": _semi_supervised(hf_ssl.LabelPropagationTrainer, hf_ssl.LabelPropagationConfig),
 }
 
 
 def trainer_records(trainer: Any) -> dict[str, Any]:
     """What the trainer logged about its method: rounds, graph builds, propagations, epoch records."""
     records: dict[str, Any] = {}
-    if isinstance(trainer, SelfTrainingTrainer):
+    if isinstance(trainer, hf_ssl.SelfTrainingTrainer):
         records["per_round_accuracy"] = [r.get("eval", {}).get("eval_accuracy") for r in trainer.rounds]
         records["pseudo_labels"] = [r.get("pseudo_labels") for r in trainer.rounds]
         records["termination"] = trainer.termination_condition
-    if isinstance(trainer, ConsistencyTrainer):
+    if isinstance(trainer, hf_ssl.ConsistencyTrainer):
         records["graph_records"] = trainer.graph_records
         records["epoch_records"] = trainer.epoch_records
-    if isinstance(trainer, LabelPropagationTrainer):
+    if isinstance(trainer, hf_ssl.LabelPropagationTrainer):
         records["propagations"] = trainer.propagations
     if getattr(trainer, "head_init_record", None):
         records["head_init"] = trainer.head_init_record
