@@ -189,6 +189,21 @@ def test_a_failing_run_leaves_no_file_and_the_earlier_results_intact(fake_suite,
     assert sorted(os.listdir(out)) == ["index.json", "runs"]  # no temporary files
 
 
+def test_keep_going_runs_the_other_runs_and_names_the_failed_ones(fake_suite, monkeypatch):
+    path, out, calls = fake_suite
+
+    def broken(spec, pools, cache):
+        raise RuntimeError("arm failed")
+
+    monkeypatch.setitem(arms.ARMS, "linear_probe", broken)
+    with pytest.raises(SystemExit, match="2 of 4 runs failed: reuters-r8-validation-k2-linear_probe-s0, "):
+        runner.main(["--config", str(path), "--out", str(out), "--keep_going"])
+    assert sorted(os.listdir(out / "runs")) == ["reuters-r8-validation-k2-labeled_only-s0.json",
+                                                "reuters-r8-validation-k2-labeled_only-s1.json"]
+    with pytest.raises(SystemExit, match="--only nothing matches none of the 4 runs"):
+        runner.main(["--config", str(path), "--out", str(out), "--only", "nothing"])
+
+
 def test_dev_splits_come_from_train_and_every_arm_gets_the_same_pools(monkeypatch):
     features = Features({"text": Value("string"), "label": ClassLabel(names=["a", "b"])})
     rows = Dataset.from_dict({"text": [f"t{i}" for i in range(40)], "label": [i % 2 for i in range(40)]}, features)

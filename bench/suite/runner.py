@@ -16,6 +16,7 @@ import argparse
 import fnmatch
 import json
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry_run", action="store_true", help="list the runs and whether each is done")
     parser.add_argument("--overwrite", action="store_true", help="rerun runs whose result file exists")
     parser.add_argument("--only", nargs="+", default=None, metavar="GLOB", help="run ids to run (glob patterns)")
+    parser.add_argument("--keep_going", action="store_true",
+                        help="when a run fails, print its traceback and go on with the others; exit with an error "
+                             "naming the failed runs at the end")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     return parser
 
@@ -113,6 +117,9 @@ def main(argv: Sequence[str]) -> None:
     config = load_config(args.config, quick=args.quick, output=args.out)
     out = Path(config.output)
     specs = select(config.specs, args.only)
+    if not specs:
+        raise SystemExit(f"--only {' '.join(args.only)} matches none of the {len(config.specs)} runs of "
+                         f"{config.path}; --dry_run without --only lists them")
     states = {s.run_id: status(out, s) for s in specs}
     if args.dry_run:
         for spec in specs:
@@ -132,11 +139,22 @@ def main(argv: Sequence[str]) -> None:
     todo = [s for s in specs if args.overwrite or states[s.run_id] != "done"]
     print(f"{len(todo)} of {len(specs)} runs to do in {out}", flush=True)
     index_run = Run(SCRIPT, list(argv), {"config": config.path, "quick": args.quick, "out": str(out)})
+    failed = []
     for number, spec in enumerate(todo, 1):
         start = time.time()
-        record = run_one(spec, out, argv)
+        try:
+            record = run_one(spec, out, argv)
+        except Exception:
+            if not args.keep_going:
+                raise
+            traceback.print_exc()
+            failed.append(spec.run_id)
+            print(f"[{number}/{len(todo)}] {spec.run_id}: FAILED (traceback above)", flush=True)
+            continue
         print(f"[{number}/{len(todo)}] {spec.run_id}: accuracy {record['result']['accuracy']:.4f} "
               f"({time.time() - start:.0f} s)", flush=True)
         write_index(out, config, index_run)
     if not todo and (out / RUNS).is_dir():
         write_index(out, config, index_run)
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(todo)} runs failed: {', '.join(failed)}")
