@@ -8,7 +8,8 @@ or ``max_steps``) at the same labeled batch size:
 - ``labeled_only``: `SSLTrainer` on the labeled pool (`bench.common.labeled_only_trainer`; images get the weak view
   through a λ = 0 `ConsistencyTrainer`); ``settings.head_init`` chooses a random or a linear-probe head.
 - ``full_label``: `SSLTrainer` on every row of the training split with its true label (the ceiling).
-- ``self_training``: `SelfTrainingTrainer` (accuracy of its final model; each round's accuracy is recorded).
+- ``self_training``: `SelfTrainingTrainer` (accuracy of the model it keeps; each round's accuracy and safeguard
+  check, and the kept round, are recorded).
 - ``consistency``: `ConsistencyTrainer` (``settings.method`` and the rest of `ConsistencyConfig`).
 - ``label_propagation``: `LabelPropagationTrainer`.
 
@@ -82,6 +83,8 @@ def trainer_records(trainer: Any) -> dict[str, Any]:
     if isinstance(trainer, hf_ssl.SelfTrainingTrainer):
         records["per_round_accuracy"] = [r.get("eval", {}).get("eval_accuracy") for r in trainer.rounds]
         records["pseudo_labels"] = [r.get("pseudo_labels") for r in trainer.rounds]
+        records["per_round_check"] = [r.get("check") for r in trainer.rounds]  # the safeguard's check per round
+        records["kept_round"] = trainer.kept_round
         records["termination"] = trainer.termination_condition
     if isinstance(trainer, hf_ssl.ConsistencyTrainer):
         records["graph_records"] = trainer.graph_records
