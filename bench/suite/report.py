@@ -5,7 +5,9 @@ labeled-only baseline (the ``labeled_only`` arm with the best mean at that budge
 linear-probe heads when both ran) on the seeds both ran, its worst seed, and the fraction of the gap to full-label
 fine-tuning closed, (method − labeled-only) / (full label − labeled-only), with the full-label mean over its seeds.
 The plot has one panel per dataset and split: accuracy against labels per class, one line per arm (labeled-only
-in black), full label as a dashed line. matplotlib is imported only to draw it.
+in black), full label as a dashed line. matplotlib is imported only to draw it. When self-training runs recorded
+the safeguard's check per round, the Markdown ends with `bench.suite.safeguard_report`'s section and its scatter
+plot is written beside the main one (``*_safeguard.png``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.suite import safeguard_report
 from bench.suite.runner import RUNS
 from hf_ssl.utils import write_file_atomic, write_text_atomic
 
@@ -165,8 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
-    rows = summarise(load_records(args.results))
+    records = load_records(args.results)
+    rows = summarise(records)
+    safeguard = safeguard_report.summarise(records)
     out = Path(args.out)
-    write_text_atomic(str(out.parent), out.name, markdown(rows, args.results))
-    png = plot(rows, args.plot or out.with_suffix(".png"))
-    print(f"wrote {out} and {png} ({len(rows)} rows)")
+    text = markdown(rows, args.results)
+    if safeguard["runs"]:
+        text += "\n" + safeguard_report.markdown(safeguard)
+    write_text_atomic(str(out.parent), out.name, text)
+    png = Path(plot(rows, args.plot or out.with_suffix(".png")))
+    written = [str(out), str(png)]
+    if safeguard["runs"]:
+        written.append(safeguard_report.plot(safeguard, png.with_name(png.stem + "_safeguard.png")))
+    print(f"wrote {', '.join(written)} ({len(rows)} rows)")
