@@ -1,5 +1,6 @@
-"""``python -m bench``: run a suite config (`bench.suite.runner`), or ``python -m bench report`` to render its
-results (`bench.suite.report`). ``python -m bench --help`` and ``python -m bench report --help`` list the flags."""
+"""``python -m bench``: run a suite config (`bench.suite.runner`), ``python -m bench report`` to render its
+results (`bench.suite.report`), or ``python -m bench readme`` to regenerate the README's Results table from them
+(`bench.suite.headline`). ``python -m bench --help`` and ``python -m bench report --help`` list the flags."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from bench.suite import report
 
             report.main(argv[1:])
+        elif argv[:1] == ["readme"]:
+            from bench.suite import headline
+
+            headline.main(argv[1:])
         else:
             from bench.suite import runner
 

@@ -91,7 +91,7 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _signed(value: float | None, percent: bool = False) -> str:
+def signed(value: float | None, percent: bool = False) -> str:
     if value is None:
         return ""
     return f"{value:+.0%}" if percent else f"{value:+.3f}"
@@ -115,7 +115,7 @@ def markdown(rows: Sequence[dict[str, Any]], sources: Sequence[str] = ()) -> str
                 continue
             name = f"**{r['arm']}** (baseline)" if r["arm"] == r["baseline"] else r["arm"]
             lines.append(f"| {r['labels_per_class']} | {name} | {r['mean']:.3f} ± {r['sd']:.3f} ({len(r['seeds'])}) "
-                         f"| {_signed(r['gain'])} | {_signed(r['worst_gain'])} | {_signed(r['gap_closed'], True)} |")
+                         f"| {signed(r['gain'])} | {signed(r['worst_gain'])} | {signed(r['gap_closed'], True)} |")
         lines.append("")
     return "\n".join(lines)
 
