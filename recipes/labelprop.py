@@ -57,7 +57,7 @@ class LabelPropArguments:
             `"random"` choose ``budget`` rows to label.
         budget (`int`, defaults to `40`): rows to label when selecting.
         n_neighbors (`int`, defaults to `10`): k of the kNN graph.
-        alpha (`float`, defaults to `0.99`): label-spreading α, in (0, 1).
+        alpha (`float`, defaults to `0.95`): label-spreading α, in (0, 1).
         max_rows (`int`, defaults to `-1`): use at most this many rows of the train split (-1: all).
         max_length (`int`, defaults to `128`): tokenizer truncation length.
         seed (`int`, defaults to `0`): sampling seed.
@@ -81,7 +81,7 @@ class LabelPropArguments:
     select: str = field(default="none", metadata={"help": "none, kmeans or random"})
     budget: int = 40
     n_neighbors: int = 10
-    alpha: float = 0.99
+    alpha: float = 0.95
     max_rows: int = -1
     max_length: int = 128
     seed: int = 0

@@ -18,7 +18,7 @@ class GraphConfig:
     Parameters:
         n_neighbors (`int`, *optional*, defaults to `10`):
             k of the kNN graph (>= 1).
-        alpha (`float`, *optional*, defaults to `0.99`):
+        alpha (`float`, *optional*, defaults to `0.95`):
             Label-spreading α in (0, 1).
         power (`float`, *optional*, defaults to `3.0`):
             Edge weight = max(cos, 0) ** power.
@@ -32,7 +32,7 @@ class GraphConfig:
     """
 
     n_neighbors: int = field(default=10, metadata={"help": "k of the kNN graph."})
-    alpha: float = field(default=0.99, metadata={"help": "Label-spreading alpha in (0, 1)."})
+    alpha: float = field(default=0.95, metadata={"help": "Label-spreading alpha in (0, 1)."})
     power: float = field(default=3.0, metadata={"help": "Edge weight = max(cos, 0) ** power."})
     pooling: str = field(default="auto", metadata={"help": "Embedding pooling: auto, mean, cls or pooler."})
     encode_batch_size: int = field(default=64, metadata={"help": "Batch size of the embedding passes."})
@@ -42,7 +42,7 @@ class GraphConfig:
     def check_graph(self) -> None:
         """Reject graph settings that cannot work, naming the field."""
         if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}; e.g. alpha=0.99.")
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}; e.g. alpha=0.95.")
         if not (math.isfinite(self.power) and self.power > 0):
             raise ValueError(f"power must be a finite number > 0 (edge weight max(cos, 0) ** power), got {self.power}; "
                              "e.g. power=3.")

@@ -65,7 +65,7 @@ class LabelPropagator(ClassifierMixin, BaseEstimator):
     Parameters:
         n_neighbors (`int`, *optional*, defaults to `10`):
             Neighbours per row (k), in [1, n_samples).
-        alpha (`float`, *optional*, defaults to `0.99`):
+        alpha (`float`, *optional*, defaults to `0.95`):
             Spreading factor in (0, 1); larger spreads further from the labeled rows.
         power (`float`, *optional*, defaults to `3`):
             Exponent (finite, > 0) of the edge weights max(cos, 0)**power.
@@ -120,7 +120,7 @@ class LabelPropagator(ClassifierMixin, BaseEstimator):
         timings_: seconds for "index_build", "knn" (incl. build), "graph", "solve", "total".
     """
 
-    def __init__(self, n_neighbors: int = 10, alpha: float = 0.99, power: float = 3, solver: str = "cg",
+    def __init__(self, n_neighbors: int = 10, alpha: float = 0.95, power: float = 3, solver: str = "cg",
                  max_iter: int = 30, tol: float = 1e-6, index: str = "auto", exact_threshold: int = 20000,
                  nprobe: int = 8, metric: str = "cosine", random_state: int = 0, prior_weight: float = 1.0,
                  n_jobs: int | None = None):
