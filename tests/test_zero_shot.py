@@ -143,7 +143,7 @@ def test_prior_predicts_a_class_without_labeled_rows():
     S = W / np.sqrt(np.outer(d, d))
     Y = prior.copy()
     Y[y >= 0] = [1, 0]
-    F = np.linalg.solve(np.eye(len(X)) - 0.99 * S, Y)
+    F = np.linalg.solve(np.eye(len(X)) - model.alpha * S, Y)
     F /= F.sum(axis=1, keepdims=True)
     F[y >= 0] = [1, 0]
     np.testing.assert_allclose(model.label_distributions_, F, atol=1e-6)
