@@ -14,6 +14,18 @@ from helpers.tiny import text_pool, word_tokenizer  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def default_verbosity():
+    """Every test starts at transformers' default verbosity (warning): a Trainer with ``log_level`` set, or the bench
+    runner, changes it for the whole process, which would silence the console lines of the tests after it."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    yield
+    hf_logging.set_verbosity(before)
+
+
 @pytest.fixture
 def tokenizer(tmp_path_factory) -> BertTokenizerFast:
     """A word-level BERT tokenizer over a tiny vocabulary, built in the test."""

@@ -253,19 +253,7 @@ def test_epoch_strategy_evaluates_a_round_end_once(tmp_path, pools, tokenizer):
     assert get_last_checkpoint(str(tmp_path / "out")) == str(tmp_path / "out" / "checkpoint-48")
 
 
-@pytest.fixture
-def default_verbosity():
-    """transformers' default verbosity (a Trainer with ``log_level`` set changes it for the whole process), restored
-    afterwards."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_warning()
-    yield
-    hf_logging.set_verbosity(before)
-
-
-def test_round_report_prints_each_round_on_the_console(tmp_path, pools, tokenizer, capsys, default_verbosity):
+def test_round_report_prints_each_round_on_the_console(tmp_path, pools, tokenizer, capsys):
     """The default `RoundReport` prints the round number, its steps and what it trains on, then its evaluation and
     pseudo-label counts; ``log_level="error"`` silences it."""
     labeled, unlabeled, evaluation = pools
