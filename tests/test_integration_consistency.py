@@ -131,4 +131,4 @@ def test_contrastive_adaptation_makes_the_dinov2_graph_of_the_fashion_mnist_pool
     after = graph_accuracy()
     print(f"graph accuracy on the pool: {before:.4f} -> {after:.4f}; SimCLR loss {record['losses']}")
     assert record["losses"][-1][1] < record["losses"][0][1]
-    assert after > before + 0.05
+    assert after > before + 0.03
