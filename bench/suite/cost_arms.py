@@ -61,60 +61,103 @@ def threadpools() -> list[dict[str, Any]]:
     return [{key: pool.get(key) for key in ("internal_api", "prefix", "num_threads")} for pool in threadpool_info()]
 
 
-def comparison(numerator: str, denominator: str, seconds: dict[str, list[float]], statistic: str,
-               **extra: Any) -> dict[str, Any]:
+def comparison(
+    numerator: str, denominator: str, seconds: dict[str, list[float]], statistic: str, **extra: Any
+) -> dict[str, Any]:
     """The ratio of two timed sides: ``statistic`` (``median`` or ``best``) of each side's repeats, then
     numerator over denominator; every side of ``seconds`` is summarised, ``extra`` is added as it is."""
     pick: Callable[[list[float]], float] = min if statistic == "best" else statistics.median
     summary = {name: pick(values) for name, values in seconds.items()}
-    return {"ratio": summary[numerator] / summary[denominator], "ratio_of": f"{numerator} / {denominator}",
-            "statistic": statistic, "seconds": summary, "all_seconds": seconds, **extra}
+    return {
+        "ratio": summary[numerator] / summary[denominator],
+        "ratio_of": f"{numerator} / {denominator}",
+        "statistic": statistic,
+        "seconds": summary,
+        "all_seconds": seconds,
+        **extra,
+    }
 
 
 def measure_ssl_step(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     torch.manual_seed(seed)
-    model, tokenizer, labeled, unlabeled = consistency_step.pools(settings["model"], settings["n_unlabeled"],
-                                                                  settings["max_length"], settings["image_size"])
-    step = consistency_step.measure(model, tokenizer, labeled, unlabeled, settings["augment_in"],
-                                    settings["workers"], **{k: settings[k] for k in consistency_step.STEP_SETTINGS})
-    return comparison("ssl_step", "raw_step", {"ssl_step": step["ssl_seconds"], "raw_step": step["raw_seconds"]},
-                      "median", model=settings["model"])
+    model, tokenizer, labeled, unlabeled = consistency_step.pools(
+        settings["model"], settings["n_unlabeled"], settings["max_length"], settings["image_size"]
+    )
+    step = consistency_step.measure(
+        model,
+        tokenizer,
+        labeled,
+        unlabeled,
+        settings["augment_in"],
+        settings["workers"],
+        **{k: settings[k] for k in consistency_step.STEP_SETTINGS},
+    )
+    return comparison(
+        "ssl_step",
+        "raw_step",
+        {"ssl_step": step["ssl_seconds"], "raw_step": step["raw_seconds"]},
+        "median",
+        model=settings["model"],
+    )
 
 
 def measure_encode(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     model, tokenizer, data = encode_throughput.load_inputs(settings["n"])
-    result = encode_throughput.compare(model, tokenizer, data, settings["batch_size"], settings["max_length"],
-                                       settings["repeats"])
-    return comparison("naive", "encode", result["seconds"], "best", rows=len(data),
-                      token_lengths=result["token_lengths"], agreement=result["agreement"])
+    result = encode_throughput.compare(
+        model, tokenizer, data, settings["batch_size"], settings["max_length"], settings["repeats"]
+    )
+    return comparison(
+        "naive",
+        "encode",
+        result["seconds"],
+        "best",
+        rows=len(data),
+        token_lengths=result["token_lengths"],
+        agreement=result["agreement"],
+    )
 
 
-def propagation_comparison(X: np.ndarray, y: np.ndarray, truth: np.ndarray, n_neighbors: int,
-                           repeats: int) -> dict[str, Any]:
+def propagation_comparison(
+    X: np.ndarray, y: np.ndarray, truth: np.ndarray, n_neighbors: int, repeats: int
+) -> dict[str, Any]:
     """scikit-learn ``LabelSpreading(kernel="knn")`` and `LabelPropagator` with the same ``n_neighbors``, fitted
     ``repeats`` times each in alternating order (`bench.labelprop_scale.run_sklearn` and ``run_propagator``);
     accuracy on the unlabeled rows (``y < 0``)."""
     runs: dict[str, list[dict[str, Any]]] = {"sklearn": [], "label_propagator": []}
-    fits = {"sklearn": lambda: labelprop_scale.run_sklearn(X, y, truth, n_neighbors),
-            "label_propagator": lambda: labelprop_scale.run_propagator(X, y, truth, None, n_neighbors=n_neighbors)}
+    fits = {
+        "sklearn": lambda: labelprop_scale.run_sklearn(X, y, truth, n_neighbors),
+        "label_propagator": lambda: labelprop_scale.run_propagator(X, y, truth, None, n_neighbors=n_neighbors),
+    }
     for rep in range(repeats):
         for name in list(fits) if rep % 2 == 0 else list(fits)[::-1]:
             runs[name].append(fits[name]())
-            print(f"  {name}: {runs[name][-1]['seconds']:.2f} s, accuracy {runs[name][-1]['accuracy']:.4f}",
-                  flush=True)
+            print(f"  {name}: {runs[name][-1]['seconds']:.2f} s, accuracy {runs[name][-1]['accuracy']:.4f}", flush=True)
     last = {name: {k: v for k, v in done[-1].items() if k != "seconds"} for name, done in runs.items()}
-    return comparison("sklearn", "label_propagator", {name: [r["seconds"] for r in done] for name, done in
-                                                      runs.items()}, "best",
-                      accuracies={name: run["accuracy"] for name, run in last.items()}, runs=last,
-                      rows=len(y), labeled=int((y >= 0).sum()), n_neighbors=n_neighbors)
+    return comparison(
+        "sklearn",
+        "label_propagator",
+        {name: [r["seconds"] for r in done] for name, done in runs.items()},
+        "best",
+        accuracies={name: run["accuracy"] for name, run in last.items()},
+        runs=last,
+        rows=len(y),
+        labeled=int((y >= 0).sum()),
+        n_neighbors=n_neighbors,
+    )
 
 
 def measure_synthetic(settings: dict[str, Any], seed: int) -> dict[str, Any]:
-    X, truth = labelprop_scale.make_data(settings["n"], settings["dim"], settings["classes"], settings["modes"],
-                                         settings["spread"], settings["noise"], seed)
+    X, truth = labelprop_scale.make_data(
+        settings["n"],
+        settings["dim"],
+        settings["classes"],
+        settings["modes"],
+        settings["spread"],
+        settings["noise"],
+        seed,
+    )
     y = labelprop_scale.label_subset(truth, settings["label_fraction"], seed)
-    return {**propagation_comparison(X, y, truth, settings["n_neighbors"], settings["repeats"]),
-            "dim": settings["dim"]}
+    return {**propagation_comparison(X, y, truth, settings["n_neighbors"], settings["repeats"]), "dim": settings["dim"]}
 
 
 def fashion_features(rows: int, pca_dim: int, labels_per_class: int, seed: int) -> dict[str, Any]:
@@ -142,22 +185,38 @@ def fashion_features(rows: int, pca_dim: int, labels_per_class: int, seed: int) 
 
 def measure_fashion(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     features = fashion_features(settings["rows"], settings["pca_dim"], settings["labels_per_class"], seed)
-    result = propagation_comparison(features["X"], features["y"], features["truth"], settings["n_neighbors"],
-                                    settings["repeats"])
-    return {**result, "pca_dim": settings["pca_dim"], "pca_seconds": features["pca_seconds"],
-            "labels_per_class": settings["labels_per_class"]}
+    result = propagation_comparison(
+        features["X"], features["y"], features["truth"], settings["n_neighbors"], settings["repeats"]
+    )
+    return {
+        **result,
+        "pca_dim": settings["pca_dim"],
+        "pca_seconds": features["pca_seconds"],
+        "labels_per_class": settings["labels_per_class"],
+    }
 
 
 def measure_augment(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     views = augment_speed.measure_views(settings["n"], settings["size"], seed, settings["repeats"])
-    return comparison("strong_per_sample", "strong_batched", views["seconds"], "median",
-                      weak_ratio=views["ratio_per_sample_over_batched"]["weak"], augmenter=views["augmenter"],
-                      images=settings["n"], size=settings["size"])
+    return comparison(
+        "strong_per_sample",
+        "strong_batched",
+        views["seconds"],
+        "median",
+        weak_ratio=views["ratio_per_sample_over_batched"]["weak"],
+        augmenter=views["augmenter"],
+        images=settings["n"],
+        size=settings["size"],
+    )
 
 
 MEASURE_FUNCTIONS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
-    "ssl_step": measure_ssl_step, "encode": measure_encode, "label_propagator_synthetic": measure_synthetic,
-    "label_propagator_fashion": measure_fashion, "augment": measure_augment}
+    "ssl_step": measure_ssl_step,
+    "encode": measure_encode,
+    "label_propagator_synthetic": measure_synthetic,
+    "label_propagator_fashion": measure_fashion,
+    "augment": measure_augment,
+}
 
 
 def run_cost(spec: RunSpec, pools: Any, cache: Path) -> dict[str, Any]:
@@ -169,6 +228,12 @@ def run_cost(spec: RunSpec, pools: Any, cache: Path) -> dict[str, Any]:
         start = time.perf_counter()
         result = MEASURE_FUNCTIONS[measure](settings, spec.seed)
         wall = time.perf_counter() - start
-        return {"measure": measure, **result, "threads": threads, "threadpools": threadpools(),
-                "load_before": load_before, "load_after": [round(v, 2) for v in os.getloadavg()],
-                "wall_seconds": round(wall, 2)}
+        return {
+            "measure": measure,
+            **result,
+            "threads": threads,
+            "threadpools": threadpools(),
+            "load_before": load_before,
+            "load_after": [round(v, 2) for v in os.getloadavg()],
+            "wall_seconds": round(wall, 2),
+        }

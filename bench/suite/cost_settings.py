@@ -12,18 +12,36 @@ from typing import Any
 COMMON: dict[str, Any] = {"threads": None}
 MEASURES: dict[str, dict[str, Any]] = {
     # ConsistencyTrainer.training_step over a raw forward+backward of the same tensors (bench.consistency_step).
-    "ssl_step": {"model": "minilm", "batch_size": 8, "mu": 1.0, "max_length": 64, "image_size": 56,
-                 "n_unlabeled": 400, "augment_in": "collator", "workers": 0, "method": "fixmatch",
-                 "threshold_strategy": "freematch", "repeats": 15},
+    "ssl_step": {
+        "model": "minilm",
+        "batch_size": 8,
+        "mu": 1.0,
+        "max_length": 64,
+        "image_size": 56,
+        "n_unlabeled": 400,
+        "augment_in": "collator",
+        "workers": 0,
+        "method": "fixmatch",
+        "threshold_strategy": "freematch",
+        "repeats": 15,
+    },
     # hf_ssl.encode over a fixed-padding loop on R8 texts with MiniLM (bench.encode_throughput).
     "encode": {"n": 1000, "batch_size": 64, "max_length": 128, "repeats": 3},
     # LabelPropagator over scikit-learn LabelSpreading(kernel="knn") on clustered vectors (bench.labelprop_scale).
-    "label_propagator_synthetic": {"n": 50_000, "dim": 384, "classes": 10, "modes": 4, "spread": 0.8, "noise": 3.0,
-                                   "label_fraction": 0.01, "n_neighbors": 10, "repeats": 1},
+    "label_propagator_synthetic": {
+        "n": 50_000,
+        "dim": 384,
+        "classes": 10,
+        "modes": 4,
+        "spread": 0.8,
+        "noise": 3.0,
+        "label_fraction": 0.01,
+        "n_neighbors": 10,
+        "repeats": 1,
+    },
     # The same on Fashion-MNIST train + test as pixels, PCA to pca_dim; rows: a subset after a shuffle by the seed
     # (negative: all 70,000).
-    "label_propagator_fashion": {"rows": -1, "pca_dim": 50, "labels_per_class": 10, "n_neighbors": 10,
-                                 "repeats": 1},
+    "label_propagator_fashion": {"rows": -1, "pca_dim": 50, "labels_per_class": 10, "n_neighbors": 10, "repeats": 1},
     # Batched strong image view over a per-image loop (bench.augment_speed).
     "augment": {"n": 448, "size": 56, "repeats": 11},
 }
