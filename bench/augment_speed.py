@@ -14,6 +14,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import kornia
 import torch
@@ -57,13 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    run = start_run(args, __file__, argv)
+def measure_views(n: int, size: int, seed: int = 0, repeats: int = 5) -> dict[str, Any]:
+    """Time the batched and per-image strong and weak views of a default `ImageAugmenter` on ``n`` random
+    normalised images of ``size`` pixels (`time_calls`).
 
-    torch.manual_seed(args.seed)
+    Returns:
+        ``augmenter`` (its settings), ``seconds`` (every call), ``median_seconds``, ``images_per_second`` and
+        ``ratio_per_sample_over_batched`` per view.
+    """
+    torch.manual_seed(seed)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    images = (torch.rand(args.n, 3, args.size, args.size) - mean) / std
+    images = (torch.rand(n, 3, size, size) - mean) / std
     augmenter = ImageAugmenter()
     fns = {
         "strong_batched": lambda: augmenter.strong_tensor(images),
@@ -71,20 +76,30 @@ def main(argv: list[str] | None = None) -> None:
         "weak_batched": lambda: augmenter.weak_tensor(images),
         "weak_per_sample": lambda: per_image(augmenter.weak_tensor, images),
     }
-    load_before = os.getloadavg()[0]
-    times = time_calls(fns, args.repeats)
+    times = time_calls(fns, repeats)
     median = {name: statistics.median(values) for name, values in times.items()}
-    ratios = {view: median[f"{view}_per_sample"] / median[f"{view}_batched"] for view in ("strong", "weak")}
+    return {"augmenter": {name: getattr(augmenter, name) for name in AUGMENTER_FIELDS}, "seconds": times,
+            "median_seconds": median, "images_per_second": {name: n / t for name, t in median.items()},
+            "ratio_per_sample_over_batched": {view: median[f"{view}_per_sample"] / median[f"{view}_batched"]
+                                              for view in ("strong", "weak")}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
+
+    load_before = os.getloadavg()[0]
+    views = measure_views(args.n, args.size, args.seed, args.repeats)
+    median, ratios = views["median_seconds"], views["ratio_per_sample_over_batched"]
     report = {
-        "augmenter": {name: getattr(augmenter, name) for name in AUGMENTER_FIELDS},
+        "augmenter": views["augmenter"],
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
-        "seconds": times, "median_seconds": median,
-        "images_per_second": {name: args.n / t for name, t in median.items()},
+        **{key: views[key] for key in ("seconds", "median_seconds", "images_per_second")},
         "ratio_per_sample_over_batched": ratios, "target_strong_ratio_ge_5": ratios["strong"] >= 5,
     }
     print(f"batch {args.n} x 3 x {args.size} x {args.size}, torch threads {torch.get_num_threads()}, "
           f"kornia {kornia.__version__}, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
-    for name in fns:
+    for name in median:
         print(f"{name:<18} median {1000 * median[name]:8.2f} ms  {args.n / median[name]:9.1f} images/s")
     for view, ratio in ratios.items():
         print(f"{view} per-sample/batched: {ratio:.1f}x")

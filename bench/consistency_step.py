@@ -60,11 +60,32 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def measure(args: argparse.Namespace, model, tokenizer, labeled, unlabeled, placement: str, workers: int) -> dict:
-    """Median times of the SSL step and of the raw step on the same tensors, measured alternately."""
+STEP_SETTINGS = ("batch_size", "mu", "method", "threshold_strategy", "repeats")
+"""The arguments of `measure` after the pools and placement (the script's flags of the same names)."""
+
+
+def measure(model, tokenizer, labeled, unlabeled, placement: str, workers: int, *, batch_size: int = 8,
+            mu: float = 1.0, method: str = "fixmatch", threshold_strategy: str = "freematch",
+            repeats: int = 20) -> dict:
+    """Times of the SSL step and of the raw step on the same tensors, measured alternately after one warm-up each.
+
+    Args:
+        model, tokenizer, labeled, unlabeled: what `pools` returns.
+        placement: ``augment_in`` of the consistency config (``step`` or ``collator``).
+        workers: DataLoader workers of the unlabeled stream.
+        batch_size: labeled rows per step (the unlabeled batch is ``mu`` times as many).
+        mu: unlabeled batch ratio.
+        method: consistency method.
+        threshold_strategy: its threshold strategy (distribution alignment is on).
+        repeats: timed steps of each kind.
+
+    Returns:
+        ``raw_seconds`` and ``ssl_seconds`` (every timed step), their medians ``raw_median_s`` and
+        ``ssl_median_s``, and ``ratio`` (SSL over raw).
+    """
     config = ConsistencyConfig(output_dir="/tmp/hf_ssl_step", report_to="none", use_cpu=True, seed=0,
-                               per_device_train_batch_size=args.batch_size, unlabeled_batch_ratio=args.mu,
-                               method=args.method, threshold_strategy=args.threshold_strategy,
+                               per_device_train_batch_size=batch_size, unlabeled_batch_ratio=mu,
+                               method=method, threshold_strategy=threshold_strategy,
                                augment_in=placement, dataloader_num_workers=workers, distribution_alignment=True)
     trainer = ConsistencyTrainer(model=model, args=config, train_dataset=labeled, unlabeled_dataset=unlabeled,
                                  processing_class=tokenizer)
@@ -94,10 +115,11 @@ def measure(args: argparse.Namespace, model, tokenizer, labeled, unlabeled, plac
 
     raw_step(), ssl_step()  # warm-up
     raw_times, ssl_times = [], []
-    for _ in range(args.repeats):  # alternate so that machine load affects both alike
+    for _ in range(repeats):  # alternate so that machine load affects both alike
         raw_times += timed(raw_step, 1)
         ssl_times += timed(ssl_step, 1)
-    result = {"raw_median_s": statistics.median(raw_times), "ssl_median_s": statistics.median(ssl_times)}
+    result = {"raw_seconds": raw_times, "ssl_seconds": ssl_times, "raw_median_s": statistics.median(raw_times),
+              "ssl_median_s": statistics.median(ssl_times)}
     result["ratio"] = result["ssl_median_s"] / result["raw_median_s"]
     return result
 
@@ -123,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     model, tokenizer, labeled, unlabeled = pools(args.model, 400, args.max_length, args.image_size)
     report = {}
     for placement, workers in (("step", 0), ("collator", 0), ("collator", 1)):
-        result = measure(args, model, tokenizer, labeled, unlabeled, placement, workers)
+        result = measure(model, tokenizer, labeled, unlabeled, placement, workers,
+                         **{name: getattr(args, name) for name in STEP_SETTINGS})
         report[f"augment_in={placement},workers={workers}"] = result
         print(f"augment_in={placement:<8} workers={workers}: raw {result['raw_median_s']:.3f}s  "
               f"ssl {result['ssl_median_s']:.3f}s  ratio {result['ratio']:.3f}", flush=True)

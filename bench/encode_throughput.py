@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,28 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    run = start_run(args, __file__, argv)
+def load_inputs(n: int) -> tuple[Any, Any, Any]:
+    """(MiniLM base model, its tokenizer, the first ``n`` R8 training texts after a shuffle by seed 0)."""
+    data = load_text_dataset("reuters-r8")["train"].shuffle(seed=0).select(range(n))
+    return AutoModel.from_pretrained(minilm_path()), AutoTokenizer.from_pretrained(minilm_path()), data
 
-    data = load_text_dataset("reuters-r8")["train"].shuffle(seed=0).select(range(args.n))
+
+def compare(model: Any, tokenizer: Any, data: Any, batch_size: int = 64, max_length: int = 128,
+            repeats: int = 2) -> dict[str, Any]:
+    """`hf_ssl.encode` against `encode_naive` on the ``text`` column of ``data``: one warm-up batch each, then
+    ``repeats`` alternating timed passes over all rows; the ratio is naive over encode on the best pass of each.
+
+    Returns:
+        ``token_lengths``, ``seconds`` (every pass), ``best_seconds``, ``rows_per_second``,
+        ``speed_ratio_encode_over_naive``, ``target_ratio_ge_1.5`` and the two embeddings' ``agreement``.
+    """
     texts = list(data["text"])
-    model = AutoModel.from_pretrained(minilm_path())
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]])
+    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]])
 
     def run_encode() -> np.ndarray:
-        return encode(model, data, tokenizer, pooling="mean", batch_size=args.batch_size, max_length=args.max_length,
+        return encode(model, data, tokenizer, pooling="mean", batch_size=batch_size, max_length=max_length,
                       show_progress=False)
 
     def run_naive() -> np.ndarray:
-        return encode_naive(model, texts, tokenizer, args.batch_size, args.max_length)
+        return encode_naive(model, texts, tokenizer, batch_size, max_length)
 
-    encode(model, data.select(range(args.batch_size)), tokenizer, show_progress=False)  # warm-up
-    encode_naive(model, texts[:args.batch_size], tokenizer, args.batch_size, args.max_length)
+    encode(model, data.select(range(min(batch_size, len(data)))), tokenizer, show_progress=False)  # warm-up
+    encode_naive(model, texts[:batch_size], tokenizer, batch_size, max_length)
     times: dict[str, list[float]] = {"naive": [], "encode": []}
     results = {}
-    for rep in range(args.repeats):
+    for rep in range(repeats):
         order = [("naive", run_naive), ("encode", run_encode)]
         for name, fn in order if rep % 2 == 0 else order[::-1]:
             start = time.perf_counter()
@@ -84,22 +93,32 @@ def main(argv: list[str] | None = None) -> None:
     diff = np.abs(results["encode"] - results["naive"])
     cosine = np.einsum("ij,ij->i", results["encode"], results["naive"])
     agree = bool(np.allclose(results["encode"], results["naive"], atol=1e-5, rtol=1e-4))
-    report = {
-        "model": "all-MiniLM-L6-v2",
+    return {
         "token_lengths": {"mean": float(lengths.mean()), "median": float(np.median(lengths)),
-                          "share_at_max_length": float((lengths == args.max_length).mean())},
+                          "share_at_max_length": float((lengths == max_length).mean())},
         "seconds": times, "best_seconds": best,
-        "rows_per_second": {name: args.n / t for name, t in best.items()},
+        "rows_per_second": {name: len(texts) / t for name, t in best.items()},
         "speed_ratio_encode_over_naive": ratio, "target_ratio_ge_1.5": ratio >= 1.5,
         "agreement": {"allclose_atol_1e-5": agree, "max_abs_diff": float(diff.max()),
                       "min_cosine": float(cosine.min())},
     }
-    print(f"texts {args.n}, batch {args.batch_size}, max_length {args.max_length}, mean tokens {lengths.mean():.1f}, "
-          f"torch threads {torch.get_num_threads()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run = start_run(args, __file__, argv)
+
+    model, tokenizer, data = load_inputs(args.n)
+    report = {"model": "all-MiniLM-L6-v2", **compare(model, tokenizer, data, args.batch_size, args.max_length,
+                                                      args.repeats)}
+    best, ratio, agreement = report["best_seconds"], report["speed_ratio_encode_over_naive"], report["agreement"]
+    print(f"texts {args.n}, batch {args.batch_size}, max_length {args.max_length}, mean tokens "
+          f"{report['token_lengths']['mean']:.1f}, torch threads {torch.get_num_threads()}")
     for name in ("naive", "encode"):
         print(f"{name:<7} best {best[name]:7.2f} s  {args.n / best[name]:7.1f} rows/s")
     print(f"speed ratio encode/naive: {ratio:.2f}x (target >= 1.5: {'met' if ratio >= 1.5 else 'MISSED'})")
-    print(f"embeddings agree: allclose(atol=1e-5)={agree}  max |diff| {diff.max():.2e}  min cosine {cosine.min():.6f}")
+    print(f"embeddings agree: allclose(atol=1e-5)={agreement['allclose_atol_1e-5']}  max |diff| "
+          f"{agreement['max_abs_diff']:.2e}  min cosine {agreement['min_cosine']:.6f}")
     write_result(args.out, report, run)
 
 

@@ -135,8 +135,8 @@ def run_propagator(X: np.ndarray, y: np.ndarray, truth: np.ndarray, exact: tuple
     seconds = time.perf_counter() - start
     result = {"seconds": seconds, "accuracy": accuracy(model.transduction_, truth, y), "index": model.index_,
               "timings": {key: round(value, 3) for key, value in model.timings_.items()}, "n_iter": model.n_iter_,
-              "n_threads": model.n_threads_, "unreachable": int((model.transduction_ < 0).sum()), "params": params,
-              "load_before": load_before, "load_after": load()}
+              "n_threads": model.n_threads_, "unreachable": int((model.transduction_ < 0).sum()),
+              "params": model.get_params(), "load_before": load_before, "load_after": load()}
     if exact is not None:
         result["recall_at_k"] = recall_at_k(model.neighbors_, *exact)
     result["same_class_neighbours"] = float(np.mean(truth[model.neighbors_] == truth[:, None]))

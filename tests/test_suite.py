@@ -18,7 +18,7 @@ from bench.__main__ import main as bench_main
 from bench.common import REPO, RESULTS
 from bench.suite import arms, data, report, runner
 from bench.suite.config import ConfigError, expand, load_config
-from bench.suite.spec import CHEAP_KINDS, FINETUNE_KINDS, RunSpec
+from bench.suite.spec import CHEAP_KINDS, DATA_FREE_KINDS, FINETUNE_KINDS, NO_DATA, RunSpec
 
 BASE = {"split": "validation", "datasets": {"reuters-r8": {"validation_size": 100}}, "budgets": [2, 5],
         "seeds": [0, 1, 2], "finetune": {"learning_rate": 3e-5},
@@ -45,7 +45,7 @@ def test_expand_crosses_datasets_budgets_arms_and_seeds():
     assert [s for s in specs if s.arm == "linear_probe"][0].settings == {}  # no trainer settings for probes
     assert specs[0].data == {"validation_size": 100, "max_unlabeled": 1500, "train_rows": -1, "eval_rows": -1,
                              "max_length": 64}
-    assert set(arms.ARMS) == set(CHEAP_KINDS + FINETUNE_KINDS)
+    assert set(arms.ARMS) == set(CHEAP_KINDS + FINETUNE_KINDS + DATA_FREE_KINDS)
 
 
 def test_quick_shrinks_seeds_budgets_rows_and_steps(tmp_path):
@@ -94,7 +94,7 @@ def test_missing_config_and_missing_keys_are_config_errors(tmp_path):
 def test_every_shipped_config_expands(name):
     config = load_config(REPO / "bench" / "configs" / name)
     assert config.specs and config.output.startswith("bench/results/suite/")
-    split = "validation" if name.startswith(("dev", "quick")) else "test"
+    split = "validation" if name.startswith(("dev", "quick")) else NO_DATA if name == "costs.yaml" else "test"
     assert {s.split for s in config.specs} == {split}
 
 

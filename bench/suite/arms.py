@@ -1,12 +1,14 @@
 """Arm kinds: a plain dict from the ``kind`` of a config's arm to the function that runs it.
 
 Every function takes ``(spec, pools, cache)`` (the `RunSpec`, its `Pools` and the cache folder) and returns the
-run's measurements, ``accuracy`` and ``macro_f1`` on the evaluation rows first.
+run's measurements, ``accuracy`` and ``macro_f1`` on the evaluation rows first; a data-free kind (``cost``) gets
+no pools (None) and returns its own measurements (`bench.suite.cost_arms`).
 """
 
 from __future__ import annotations
 
 from bench.suite import cheap_arms
+from bench.suite.cost_arms import run_cost
 from bench.suite.finetune_arms import run_finetune
 
 ARMS = {
@@ -18,4 +20,5 @@ ARMS = {
     "self_training": run_finetune,
     "consistency": run_finetune,
     "label_propagation": run_finetune,
+    "cost": run_cost,
 }

@@ -1,6 +1,7 @@
 """Suite configs: a YAML file of datasets, label budgets, arms and seeds, expanded into `RunSpec` s.
 
-A config has these keys (only ``datasets``, ``budgets``, ``seeds`` and ``arms`` are required)::
+A config has these keys (only ``datasets``, ``budgets``, ``seeds`` and ``arms`` are required; a config whose arms
+are all data-free, ``cost`` arms, needs no ``datasets`` nor ``budgets``)::
 
     description: R8 dev set: defaults and variants, scored on 1,000 rows carved from train
     output: bench/results/suite/dev_r8      # folder of the run files and the index
@@ -17,6 +18,11 @@ A config has these keys (only ``datasets``, ``budgets``, ``seeds`` and ``arms`` 
 
 An arm's ``kind`` defaults to its name; ``budgets``, ``seeds`` and ``datasets`` restrict or replace the config's
 for that arm; a ``full_label`` arm runs once per dataset (every label), on the first seed unless it names seeds.
+A ``cost`` arm (`bench.suite.cost_arms`) runs once per seed on no dataset or budget; its ``settings.measure``
+names what it times and its other settings are that measure's (`bench.suite.cost_settings.MEASURES`)::
+
+    arms:
+      encode: {kind: cost, settings: {measure: encode, threads: 1}}
 `load_config` reports the first bad key by its path (``arms.fixmatch.kind``) with what it accepts.
 """
 
@@ -29,7 +35,8 @@ from typing import Any
 
 import yaml
 
-from bench.suite.spec import ALL_LABELS, CHEAP_KINDS, FINETUNE_KINDS, SPLITS, RunSpec
+from bench.suite.cost_settings import cost_settings
+from bench.suite.spec import ALL_LABELS, CHEAP_KINDS, DATA_FREE_KINDS, FINETUNE_KINDS, NO_DATA, SPLITS, RunSpec
 
 DATASETS = ("reuters-r8", "20newsgroups", "fashion_mnist")
 TOP_KEYS = ("description", "output", "split", "datasets", "budgets", "seeds", "finetune", "arms")
@@ -116,16 +123,41 @@ def data_settings(dataset: str, given: dict[str, Any], split: str, quick: bool) 
     return data
 
 
+def arm_kind(name: str, arm: dict[str, Any]) -> str:
+    """The arm's ``kind`` (its name when not given); raises `ConfigError` for an unknown one."""
+    kind = arm.get("kind", name)
+    kinds = CHEAP_KINDS + FINETUNE_KINDS + DATA_FREE_KINDS
+    if kind not in kinds:
+        raise ConfigError(f"arms.{name}.kind: unknown kind {kind!r} (the name is the kind when kind is not given); "
+                          f"choose one of {', '.join(kinds)}")
+    return kind
+
+
+def data_free_specs(name: str, kind: str, arm: dict[str, Any], settings: dict[str, Any], config: dict[str, Any],
+                    quick: bool) -> list[RunSpec]:
+    """The runs of a data-free arm: one per seed, with its measure's full settings."""
+    where = f"arms.{name}"
+    for key in ("datasets", "budgets"):
+        if key in arm:
+            raise ConfigError(f"{where}.{key}: a {kind} arm builds its own inputs and takes no datasets or "
+                              "budgets; drop the key")
+    settings, error = cost_settings(settings, quick)
+    if error:
+        raise ConfigError(f"{where}.settings.{error}")
+    seeds = _ints(arm.get("seeds", config["seeds"]), f"{where}.seeds", 0)
+    return [RunSpec(dataset=NO_DATA, split=NO_DATA, labels_per_class=ALL_LABELS, arm=name, kind=kind, seed=s,
+                    settings=settings, data={}) for s in (seeds[:1] if quick else seeds)]
+
+
 def arm_specs(name: str, arm: dict[str, Any], config: dict[str, Any], data: dict[str, dict[str, Any]],
               quick: bool) -> list[RunSpec]:
     """The runs of one arm over its datasets, budgets and seeds."""
     where = f"arms.{name}"
     _unknown(arm, ARM_KEYS, where)
-    kind = arm.get("kind", name)
-    if kind not in CHEAP_KINDS + FINETUNE_KINDS:
-        raise ConfigError(f"{where}.kind: unknown kind {kind!r} (the name is the kind when kind is not given); "
-                          f"choose one of {', '.join(CHEAP_KINDS + FINETUNE_KINDS)}")
+    kind = arm_kind(name, arm)
     settings = _mapping(arm.get("settings"), f"{where}.settings")
+    if kind in DATA_FREE_KINDS:
+        return data_free_specs(name, kind, arm, settings, config, quick)
     if kind == "full_label":
         settings = {**FULL_LABEL_DEFAULTS, **settings}
     elif kind in FINETUNE_KINDS:
@@ -148,32 +180,40 @@ def arm_specs(name: str, arm: dict[str, Any], config: dict[str, Any], data: dict
 
 
 def expand(config: dict[str, Any], quick: bool = False) -> list[RunSpec]:
-    """Every run of a parsed config, dataset by dataset, then budget, arm and seed; raises `ConfigError`."""
+    """Every run of a parsed config, dataset by dataset, then budget, arm and seed (data-free runs last); raises
+    `ConfigError`."""
     config = _mapping(config, "config")
     _unknown(config, TOP_KEYS, "config")
-    for key in ("datasets", "budgets", "seeds", "arms"):
+    for key in ("seeds", "arms"):
         if key not in config:
             raise ConfigError(f"config: missing key {key!r}")
+    arms = _mapping(config["arms"], "arms")
+    if not arms:
+        raise ConfigError("arms: name at least one arm")
+    needs_data = [name for name, arm in arms.items() if arm_kind(name, _mapping(arm, f"arms.{name}"))
+                  not in DATA_FREE_KINDS]
+    for key in ("datasets", "budgets"):
+        if key not in config and needs_data:
+            raise ConfigError(f"config: missing key {key!r} (arm {needs_data[0]!r} needs it; only "
+                              f"{'/'.join(DATA_FREE_KINDS)} arms run without datasets and budgets)")
     config.setdefault("split", "validation")
     if config["split"] not in SPLITS:
         raise ConfigError(f"split: expected one of {SPLITS}, got {config['split']!r}")
-    _ints(config["budgets"], "budgets", 1)
+    _ints(config.get("budgets", [1]), "budgets", 1)
     _ints(config["seeds"], "seeds", 0)
-    datasets = _mapping(config["datasets"], "datasets")
-    if not datasets:
+    datasets = _mapping(config.get("datasets", {}), "datasets")
+    if not datasets and needs_data:
         raise ConfigError("datasets: name at least one dataset")
     for dataset in datasets:
         if dataset not in DATASETS:
             raise ConfigError(f"datasets.{dataset}: unknown dataset; choose from {', '.join(DATASETS)}")
     data = {d: data_settings(d, _mapping(given, f"datasets.{d}"), config["split"], quick)
             for d, given in datasets.items()}
-    arms = _mapping(config["arms"], "arms")
-    if not arms:
-        raise ConfigError("arms: name at least one arm")
     specs = [s for name, arm in arms.items() for s in arm_specs(name, _mapping(arm, f"arms.{name}"), config, data,
                                                                  quick)]
-    order = {d: i for i, d in enumerate(data)}
-    return sorted(specs, key=lambda s: (order[s.dataset], s.labels_per_class == ALL_LABELS, s.labels_per_class))
+    order = {d: i for i, d in enumerate(data)}  # data-free runs last, in the config's order
+    return sorted(specs, key=lambda s: (order.get(s.dataset, len(order)), s.labels_per_class == ALL_LABELS,
+                                        s.labels_per_class))
 
 
 def load_config(path: str | Path, quick: bool = False, output: str | None = None) -> SuiteConfig:

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.common import Run, write_result
 from bench.suite.config import SuiteConfig, load_config
-from bench.suite.spec import RunSpec
+from bench.suite.spec import DATA_FREE_KINDS, RunSpec
 
 RUNS, INDEX, CACHE = "runs", "index.json", "cache"
 SCRIPT = "bench"
@@ -47,22 +47,36 @@ def select(specs: Sequence[RunSpec], only: Sequence[str] | None) -> list[RunSpec
     return [s for s in specs if not only or any(fnmatch.fnmatchcase(s.run_id, p) for p in only)]
 
 
+def describe(spec: RunSpec) -> str:
+    """One line naming the run."""
+    if spec.kind in DATA_FREE_KINDS:
+        return f"{spec.arm} ({spec.kind}: {spec.settings.get('measure')}), seed {spec.seed}"
+    return (f"{spec.arm} ({spec.kind}) on {spec.dataset} {spec.split}, {spec.labels_per_class or 'all'} labels per "
+            f"class, seed {spec.seed}")
+
+
 def run_one(spec: RunSpec, out: Path, argv: Sequence[str]) -> dict[str, Any]:
-    """Run one spec and write its result file atomically; return the file's record."""
+    """Run one spec and write its result file atomically; return the file's record. A data-free kind gets no
+    pools (None) and its record no ``rows``."""
     from bench.suite.arms import ARMS
     from bench.suite.data import build_pools
 
     run = Run(SCRIPT, list(argv), spec.to_dict())
-    pools = build_pools(spec)
+    pools = None if spec.kind in DATA_FREE_KINDS else build_pools(spec)
     result = ARMS[spec.kind](spec, pools, out / CACHE)
-    report = {"description": f"{spec.arm} ({spec.kind}) on {spec.dataset} {spec.split}, "
-                             f"{spec.labels_per_class or 'all'} labels per class, seed {spec.seed}",
-              "run_id": spec.run_id, "spec": spec.to_dict(),
-              "rows": {"train": len(pools.train), "labeled": len(pools.labeled), "unlabeled": len(pools.unlabeled),
-                       "evaluation": len(pools.evaluation)},
+    rows = {} if pools is None else {"rows": {"train": len(pools.train), "labeled": len(pools.labeled),
+                                              "unlabeled": len(pools.unlabeled), "evaluation": len(pools.evaluation)}}
+    report = {"description": describe(spec), "run_id": spec.run_id, "spec": spec.to_dict(), **rows,
               "result": result}
     write_result(result_path(out, spec), report, run)
     return report
+
+
+def outcome(result: dict[str, Any]) -> str:
+    """A run's headline for the progress line: its accuracy, or a cost run's ratio."""
+    if "ratio" in result:
+        return f"ratio {result['ratio']:.2f} ({result['ratio_of']})"
+    return f"accuracy {result['accuracy']:.4f}"
 
 
 def index_entry(record: dict[str, Any], file: str) -> dict[str, Any]:
@@ -70,6 +84,7 @@ def index_entry(record: dict[str, Any], file: str) -> dict[str, Any]:
     return {"file": file, "run_id": record["run_id"], **{k: spec[k] for k in (
         "dataset", "split", "labels_per_class", "arm", "kind", "seed")},
         "accuracy": result.get("accuracy"), "macro_f1": result.get("macro_f1"),
+        **({"ratio": result["ratio"]} if "ratio" in result else {}),
         "seconds": record["provenance"].get("seconds"), "commit": record["provenance"]["git"].get("commit")}
 
 
@@ -151,8 +166,8 @@ def main(argv: Sequence[str]) -> None:
             failed.append(spec.run_id)
             print(f"[{number}/{len(todo)}] {spec.run_id}: FAILED (traceback above)", flush=True)
             continue
-        print(f"[{number}/{len(todo)}] {spec.run_id}: accuracy {record['result']['accuracy']:.4f} "
-              f"({time.time() - start:.0f} s)", flush=True)
+        print(f"[{number}/{len(todo)}] {spec.run_id}: {outcome(record['result'])} ({time.time() - start:.0f} s)",
+              flush=True)
         write_index(out, config, index_run)
     if not todo and (out / RUNS).is_dir():
         write_index(out, config, index_run)

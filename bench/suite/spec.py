@@ -17,6 +17,11 @@ CHEAP_KINDS = ("linear_probe", "label_propagator", "selection")
 """Arms on frozen embeddings (`bench.suite.cheap_arms`)."""
 FINETUNE_KINDS = ("labeled_only", "full_label", "self_training", "consistency", "label_propagation")
 """Arms that fine-tune the whole model (`bench.suite.finetune_arms`)."""
+DATA_FREE_KINDS = ("cost",)
+"""Arms that build their own inputs and take no pools (`bench.suite.cost_arms`): they run once per seed, on no
+dataset, split or budget."""
+NO_DATA = "none"
+"""``dataset`` and ``split`` of a run of a data-free kind."""
 ALL_LABELS = 0
 """``labels_per_class`` of a run that trains on every label of the training split (the full-label ceiling)."""
 
@@ -26,11 +31,11 @@ class RunSpec:
     """Everything one run depends on.
 
     Parameters:
-        dataset (`str`): ``reuters-r8``, ``20newsgroups`` or ``fashion_mnist``.
+        dataset (`str`): ``reuters-r8``, ``20newsgroups`` or ``fashion_mnist``; `NO_DATA` for a data-free kind.
         split (`str`): where accuracy is measured: ``validation`` (rows carved from the training split; dev
-            configs) or ``test`` (report configs).
+            configs) or ``test`` (report configs); `NO_DATA` for a data-free kind.
         labels_per_class (`int`): labeled rows per class drawn by `sample_per_class`; `ALL_LABELS` (0) for a
-            full-label run.
+            full-label run or a data-free kind.
         arm (`str`): the arm's name in the config (several names may share one kind).
         kind (`str`): the function that runs it, a key of `bench.suite.arms.ARMS`.
         seed (`int`): pool-sampling and training seed.
@@ -49,7 +54,10 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """``<dataset>-<split>-k<labels>-<arm>-s<seed>`` (``kall`` for full labels), safe as a file name."""
+        """``<dataset>-<split>-k<labels>-<arm>-s<seed>`` (``kall`` for full labels), or ``<kind>-<arm>-s<seed>``
+        for a data-free kind; safe as a file name."""
+        if self.kind in DATA_FREE_KINDS:
+            return safe_name(f"{self.kind}-{self.arm}-s{self.seed}")
         budget = "all" if self.labels_per_class == ALL_LABELS else str(self.labels_per_class)
         return safe_name(f"{self.dataset}-{self.split}-k{budget}-{self.arm}-s{self.seed}")
 
