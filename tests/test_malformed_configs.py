@@ -117,7 +117,7 @@ IGNORED = [
     ("consistency", {"threshold_strategy": "freematch", "threshold": 0.9}, r"threshold=0.9 .*has no effect"),
     ("consistency", {"threshold_strategy": "softmatch", "threshold": 0.5}, r"threshold=0.5 .*has no effect"),
     ("consistency", {"method": "fixmatch", "temperature": 0.5}, r"temperature=0.5 .*has no effect"),
-    ("consistency", {"graph_prior_every": 2}, r"graph_prior_every=2 .*has no effect"),
+    ("consistency", {"graph_prior_weight": 0.0, "graph_prior_every": 2}, r"graph_prior_every=2 .*has no effect"),
     ("consistency", {"contrastive_learning_rate": 1e-3}, r"contrastive_learning_rate=0.001 .*has no effect"),
     ("self_training", {"soft_label_temperature": 0.5}, r"soft_label_temperature=0.5 has no effect"),
 ]
