@@ -187,7 +187,8 @@ def test_bad_safeguard_and_too_small_pools_are_refused(tmp_path, pools, tokenize
     with pytest.raises(ValueError, match="safeguard must be one of 'graph', 'none', got 'best'"):
         config(tmp_path, safeguard="best")
     labeled, unlabeled, _ = pools
-    with pytest.raises(ValueError, match="safeguard='graph' builds a 10-nearest-neighbour graph.*safeguard='none'"):
+    refused = "safeguard='graph' and graph_prior_weight > 0 build a 10-nearest-neighbour graph.*safeguard='none'"
+    with pytest.raises(ValueError, match=refused + ".*graph_prior_weight=0"):
         one_per_class = [labeled["label"].index(c) for c in range(3)]
         SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=labeled.select(one_per_class),
                             unlabeled_dataset=unlabeled.select(range(4)), processing_class=tokenizer)

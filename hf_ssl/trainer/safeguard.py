@@ -6,7 +6,8 @@ At the start of a fresh run the initial (pretrained) model embeds the labeled an
 check score is the graph agreement: the share of unlabeled rows on which the round's model predicts the graph's
 class, each row weighted by the graph's certainty there (1 − normalised entropy of its label distribution; rows the
 graph leaves unlabeled weigh 0). At the end of the run the model of the round with the highest score is kept (the
-later round on a tie), round 0 (labeled-only) included.
+later round on a tie), round 0 (labeled-only) included. The same graph is the graph prior of the pseudo-labels when
+``graph_prior_weight`` > 0 (`uses_graph`).
 """
 
 from __future__ import annotations
@@ -84,13 +85,14 @@ class SafeguardMixin:
     def init_safeguard(self) -> None:
         """Reject pools too small for the graph, before anything trains."""
         self.reset_safeguard()
-        if self.safeguard_on:
+        if self.uses_graph:
             rows = len(self.train_dataset) + len(self.unlabeled_dataset)
             k = LabelPropagator().n_neighbors
             if rows <= k:
-                raise ValueError(f"safeguard='graph' builds a {k}-nearest-neighbour graph over train_dataset and "
-                                 f"unlabeled_dataset, which have {rows} rows together. Pass larger pools, or "
-                                 "safeguard='none' to keep the last round without a check.")
+                raise ValueError(f"safeguard='graph' and graph_prior_weight > 0 build a {k}-nearest-neighbour graph "
+                                 f"over train_dataset and unlabeled_dataset, which have {rows} rows together. Pass "
+                                 "larger pools, or safeguard='none' (keep the last round without a check) with "
+                                 "graph_prior_weight=0.")
 
     def reset_safeguard(self) -> None:
         """Forget the graph, the scores' best round and the kept round (a new run starts)."""
@@ -103,6 +105,12 @@ class SafeguardMixin:
     def safeguard_on(self) -> bool:
         """Whether the rounds are checked (``safeguard="graph"`` and at least one pseudo-labeling round)."""
         return self.args.safeguard == "graph" and self.args.max_rounds > 0
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether the run spreads the labels over the initial embeddings: for the safeguard's check, or for the
+        graph prior of the pseudo-labels (``graph_prior_weight`` > 0)."""
+        return self.args.max_rounds > 0 and (self.args.safeguard == "graph" or self.args.graph_prior_weight > 0)
 
     @property
     def _keeps_weights(self) -> bool:
@@ -220,9 +228,10 @@ class SafeguardMixin:
 
     def check_ssl_state(self, state: dict[str, Any]) -> None:
         super().check_ssl_state(state)
-        if self.safeguard_on and "check_labels" not in state:
-            raise ValueError("The checkpoint was written without the safeguard's graph (safeguard='none'), but this "
-                             "run has safeguard='graph': resume with safeguard='none', or start afresh.")
+        if self.uses_graph and "check_labels" not in state:
+            raise ValueError("The checkpoint was written without the graph of the initial embeddings "
+                             "(safeguard='none', graph_prior_weight=0), but this run uses it: resume with those "
+                             "settings, or start afresh.")
 
     def load_ssl_state_dict(self, state: dict[str, Any]) -> None:
         super().load_ssl_state_dict(state)

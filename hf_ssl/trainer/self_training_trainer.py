@@ -18,6 +18,7 @@ from accelerate.logging import get_logger
 from datasets import ClassLabel, Dataset, Value
 from transformers.trainer_utils import TrainOutput, set_seed
 
+from hf_ssl.methods.losses import mix_graph_prior
 from hf_ssl.methods.pseudo_labels import select_pseudo_labels, selection_stats, soft_targets
 from hf_ssl.trainer.base_trainer import SSLTrainer
 from hf_ssl.trainer.dataset_card import PseudoLabelCardData, pseudo_label_dataset_card
@@ -124,7 +125,7 @@ class SelfTrainingTrainer(SafeguardMixin, RoundLoopMixin, PseudoLabelStreamMixin
 
     def begin_round(self, round: int) -> None:
         if round == 0:
-            if self.safeguard_on:
+            if self.uses_graph:
                 self.fit_graph_check()
             return
         if self._initial_state is not None:
@@ -172,8 +173,11 @@ class SelfTrainingTrainer(SafeguardMixin, RoundLoopMixin, PseudoLabelStreamMixin
                            main_process_only=True)
 
     def _pseudo_label_round(self, record: dict[str, Any], probs: np.ndarray) -> int:
-        """Label the unlabeled pool from the current model's ``probs``; update the pseudo-labels; return the number
-        new."""
+        """Label the unlabeled pool from the current model's ``probs`` (mixed with the graph's classes when
+        ``graph_prior_weight`` > 0); update the pseudo-labels; return the number new."""
+        if self.args.graph_prior_weight > 0:
+            probs = mix_graph_prior(torch.from_numpy(probs), torch.from_numpy(self.check_labels),
+                                    self.args.graph_prior_weight).numpy()
         rows = select_pseudo_labels(probs, self.args.threshold, self.args.k_per_class, self.args.class_fraction)
         truth = self.truth_labels()
         stats = selection_stats(probs, rows, self.num_labels, truth)
@@ -307,7 +311,8 @@ class SelfTrainingTrainer(SafeguardMixin, RoundLoopMixin, PseudoLabelStreamMixin
             "threshold": args.threshold, "k_per_class": args.k_per_class, "class_fraction": args.class_fraction,
             "max_rounds": args.max_rounds,
             "reset_model_each_round": args.reset_model_each_round, "soft_labels": args.soft_labels,
-            "weight_by_confidence": args.weight_by_confidence, "safeguard": args.safeguard}
+            "weight_by_confidence": args.weight_by_confidence, "graph_prior_weight": args.graph_prior_weight,
+            "safeguard": args.safeguard}
 
     def card_statistics(self) -> tuple[list[str], list[list[Any]]]:
         header = ["round", "eval accuracy", "graph agreement (safeguard)", "pseudo-labels selected", "new",
