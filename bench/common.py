@@ -212,8 +212,8 @@ def classifier(kind: str, names: Sequence[str], path: Any = None, **extra: Any) 
 
 def labeled_only_trainer(fields: dict[str, Any], labeled: Any, unlabeled: Any, image: bool, **kwargs: Any) -> Any:
     """The labeled-only baseline trainer: a plain `SSLTrainer` for text; for images a `ConsistencyTrainer` with
-    λ = 0 and a one-row unlabeled batch that never counts, so labeled images get the same weak view (flip and
-    crop) as in the consistency arms.
+    λ = 0, no graph prior and a one-row unlabeled batch that never counts, so labeled images get the same weak view
+    (flip and crop) as in the consistency arms; a random head unless ``fields`` name ``head_init``.
 
     Args:
         fields: `SSLConfig` fields (output_dir, seed, training settings).
@@ -225,6 +225,7 @@ def labeled_only_trainer(fields: dict[str, Any], labeled: Any, unlabeled: Any, i
     from hf_ssl import ConsistencyConfig, ConsistencyTrainer, SSLConfig, SSLTrainer
 
     if image:
+        fields = {"head_init": "random", "graph_prior_weight": 0.0, **fields}
         config = ConsistencyConfig(**fields, unlabeled_loss_weight=0.0, unlabeled_batch_ratio=1e-3, threshold=1.0)
         return ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
     return SSLTrainer(args=SSLConfig(**fields), train_dataset=labeled, **kwargs)

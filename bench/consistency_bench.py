@@ -2,7 +2,8 @@
 (MiniLM) or Fashion-MNIST (DINOv2-S).
 
 Every arm trains the same model with the same optimizer, schedule, epochs over the labeled pool and
-labeled batch size; consistency arms add μ× unlabeled rows per step, and ``label_propagation``
+labeled batch size; consistency arms add μ× unlabeled rows per step (from each method's published settings:
+no graph prior, FixMatch at τ 0.95; ``--config`` changes them), and ``label_propagation``
 (`LabelPropagationTrainer`, not run by default) adds μ× pseudo-labeled rows after its labeled-only warm-up.
 ``full_label`` fine-tunes on the whole training split (the ceiling of the "gap closed" figure);
 ``pool_oracle`` (not run by default) fine-tunes the same way on the labeled rows plus the unlabeled pool with its true
@@ -127,6 +128,12 @@ def adapted_encoder(args: argparse.Namespace, seed: int, unlabeled: Dataset, nam
     return path
 
 
+def published_settings(method: str) -> dict:
+    """The `ConsistencyConfig` fields whose package defaults differ from the method's paper, at the paper's values:
+    this script's arms start from them (``--config`` changes them)."""
+    return {"graph_prior_weight": 0.0, **({"threshold": 0.95} if method == "fixmatch" else {})}
+
+
 def graph_pool_labels(arm: str, seed: int, trainer_kwargs: dict, common: dict, labeled: Dataset,
                       unlabeled: Dataset) -> tuple[np.ndarray, dict]:
     """Pool labels of a ``pool_graph[@<accuracy>]`` arm: the classes the graph prior would start from (label
@@ -183,9 +190,10 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> dict:
         config = LabelPropagationConfig(**common, unlabeled_batch_ratio=args.mu, **json.loads(args.config).get(arm, {}))
         trainer = LabelPropagationTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
     else:
-        overrides = json.loads(args.config).get(arm, {})
-        config = ConsistencyConfig(**common, method=arm.split("@")[0], unlabeled_batch_ratio=args.mu,
-                                   **{**json.loads(args.config).get("all", {}), **overrides})
+        method = arm.split("@")[0]
+        settings = {**common, **published_settings(method), **json.loads(args.config).get("all", {}),
+                    **json.loads(args.config).get(arm, {})}
+        config = ConsistencyConfig(**settings, method=method, unlabeled_batch_ratio=args.mu)
         trainer = ConsistencyTrainer(args=config, train_dataset=labeled, unlabeled_dataset=unlabeled, **kwargs)
     start = time.time()
     trainer.train()

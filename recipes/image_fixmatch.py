@@ -74,7 +74,7 @@ BACKBONES = {"dinov2-s": dinov2_path, "efficientnet-lite2": efficientnet_lite2_p
 
 
 def main() -> None:
-    defaults = {"threshold": 0.7, "head_init": "linear_probe", "graph_prior_weight": 0.5, "contrastive_steps": 400,
+    defaults = {"contrastive_steps": 400,
                 "num_train_epochs": 60, "learning_rate": 2e-5, "per_device_train_batch_size": 8,
                 "output_dir": "outputs/image_fixmatch"}
     script, peft_args, config = parse_args([ImageArguments, PeftArguments, ConsistencyConfig], defaults=defaults)

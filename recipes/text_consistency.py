@@ -1,7 +1,8 @@
 """Consistency regularization on text (FixMatch by default), then save model, tokenizer and card.
 
 Runs offline on its defaults (the packaged all-MiniLM-L6-v2 and Reuters R8, 5 labels per class, 1,500
-unlabeled rows, FixMatch with a 0.7 threshold, a linear-probe head start and the graph prior at weight 0.5):
+unlabeled rows, FixMatch with `ConsistencyConfig`'s defaults: a 0.7 threshold, a linear-probe head start and the
+graph prior at weight 0.5):
 
     python recipes/text_consistency.py
     python recipes/text_consistency.py --method uda --threshold_strategy softmatch
@@ -38,8 +39,7 @@ class RecipeArguments:
 def main() -> None:
     script, peft_args, recipe, config = parse_args(
         [TextDataArguments, PeftArguments, RecipeArguments, ConsistencyConfig],
-        defaults={"threshold": 0.7, "head_init": "linear_probe", "graph_prior_weight": 0.5,
-                  "output_dir": "outputs/text_consistency"})
+        defaults={"output_dir": "outputs/text_consistency"})
     name_or_path = script.model_path()
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=script.trust_remote_code)
     labeled, unlabeled, test, names = script.pools(tokenizer, config)

@@ -215,7 +215,10 @@ def test_concat_inputs_pads_to_the_widest():
 
 def test_config_defaults_per_method_and_ramp(tmp_path):
     fix = ConsistencyConfig(output_dir=str(tmp_path), method="fixmatch")
-    assert (fix.threshold, fix.consistency_loss, fix.use_ema_teacher) == (0.95, "ce", False)
+    assert (fix.threshold, fix.consistency_loss, fix.use_ema_teacher) == (0.7, "ce", False)
+    assert (fix.graph_prior_weight, fix.head_init) == (0.5, "linear_probe")
+    uda = ConsistencyConfig(output_dir=str(tmp_path), method="uda")
+    assert (uda.threshold, uda.temperature, uda.consistency_loss) == (0.8, 0.4, "kl")
     mt = ConsistencyConfig(output_dir=str(tmp_path), method="mean_teacher")
     assert (mt.threshold, mt.consistency_loss, mt.use_ema_teacher) == (0.0, "mse", True)
     ramp = ConsistencyConfig(output_dir=str(tmp_path), unlabeled_loss_weight=2.0, unlabeled_loss_warmup_steps=10)

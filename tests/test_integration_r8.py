@@ -58,10 +58,10 @@ def test_mixmatch_beats_labeled_only(r8, r8_self_training, tmp_path):
 
 
 @pytest.mark.slow
-def test_fixmatch_with_graph_prior_beats_labeled_only_by_two_points(r8, r8_self_training, tmp_path):
-    """The graph prior (label spreading over MiniLM's embeddings of both pools) mixed into FixMatch's targets."""
-    trainer = consistency_run(r8, tmp_path, unlabeled_rows=2000, method="fixmatch", threshold=0.7,
-                              graph_prior_weight=0.5)
+def test_fixmatch_defaults_beat_labeled_only_by_two_points(r8, r8_self_training, tmp_path):
+    """FixMatch at `ConsistencyConfig`'s defaults: the graph prior (label spreading over MiniLM's embeddings of both
+    pools) mixed into its targets, τ 0.7, a linear-probe head."""
+    trainer = consistency_run(r8, tmp_path, unlabeled_rows=2000)
     labeled_only, accuracy = labeled_only_accuracy(r8_self_training), trainer.evaluate()["eval_accuracy"]
     print(f"labeled-only {labeled_only:.4f}  fixmatch+graph {accuracy:.4f}  graph {trainer.graph_records}")
     assert trainer.graph_records[0]["graph_accuracy"] > 0.75

@@ -16,7 +16,8 @@ __all__ = ["ConsistencyConfig", "METHODS", "METHOD_DEFAULTS", "MethodDefaults"]
 
 @dataclass(frozen=True)
 class MethodDefaults:
-    """What a consistency method uses where `ConsistencyConfig` leaves a field at None (values from its paper).
+    """What a consistency method uses where `ConsistencyConfig` leaves a field at None (values from its paper, but
+    FixMatch's threshold: 0.7 rather than the paper's 0.95; docs/consistency.md#defaults says why).
 
     Parameters:
         threshold (`float`): confidence threshold τ of the ``fixed`` strategy (ceiling for FlexMatch).
@@ -32,7 +33,7 @@ class MethodDefaults:
 
 
 METHOD_DEFAULTS = {
-    "fixmatch": MethodDefaults(threshold=0.95, temperature=1.0, loss="ce", uses_ema_teacher=False),
+    "fixmatch": MethodDefaults(threshold=0.7, temperature=1.0, loss="ce", uses_ema_teacher=False),
     "uda": MethodDefaults(threshold=0.8, temperature=0.4, loss="kl", uses_ema_teacher=False),
     "mean_teacher": MethodDefaults(threshold=0.0, temperature=1.0, loss="mse", uses_ema_teacher=True),
     "pi_model": MethodDefaults(threshold=0.0, temperature=1.0, loss="mse", uses_ema_teacher=False),
@@ -62,7 +63,8 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
             How much each unlabeled row counts: `"fixed"`, `"flexmatch"`, `"freematch"` or `"softmatch"`.
             MixMatch takes `"fixed"` only.
         threshold (`float` or `None`, *optional*, defaults to `None`):
-            Confidence threshold τ in [0, 1] (`"fixed"`) or its ceiling (`"flexmatch"`). None: 0.95 / 0.8 / 0 / 0 / 0.
+            Confidence threshold τ in [0, 1] (`"fixed"`) or its ceiling (`"flexmatch"`). None: 0.7 / 0.8 / 0 / 0 / 0
+            (FixMatch's paper: 0.95).
         temperature (`float` or `None`, *optional*, defaults to `None`):
             Sharpening temperature (> 0) of UDA's and MixMatch's soft targets. None: 1 / 0.4 / 1 / 1 / 0.5.
         consistency_loss (`str` or `None`, *optional*, defaults to `None`):
@@ -132,11 +134,11 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
 
         > Graph prior
 
-        graph_prior_weight (`float`, *optional*, defaults to `0.0`):
+        graph_prior_weight (`float`, *optional*, defaults to `0.5`):
             w in [0, 1] mixes, into every weak-view target, the class that label spreading over the model's own
             embeddings of both pools gives the row: (1 − w)·p + w·onehot(graph class), before the threshold
-            (memory-smoothed pseudo-labels, as in CoMatch, Li et al., ICCV 2021). 0 turns it off; each build
-            costs one embedding pass over both pools.
+            (memory-smoothed pseudo-labels, as in CoMatch, Li et al., ICCV 2021). 0 turns it off (the methods as
+            published); each build costs one embedding pass over both pools.
         graph_prior_every (`int`, *optional*, defaults to `0`):
             Epochs between graph rebuilds with the current model; 0 builds it once, before training, from the
             pretrained embeddings.
@@ -155,6 +157,11 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
             AdamW learning rate of the SimCLR steps. None: ``learning_rate``.
         contrastive_temperature (`float`, *optional*, defaults to `0.2`):
             Temperature (> 0) of the SimCLR loss.
+
+        > Head
+
+        head_init (`str`, *optional*, defaults to `"linear_probe"`):
+            As in `SSLConfig` (`"random"` or `"linear_probe"`), with `"linear_probe"` as this trainer's default.
     """
 
     method: str = field(default="fixmatch", metadata={"help": f"One of {METHODS}."})
@@ -191,7 +198,7 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
     randaugment_n: int = field(default=2, metadata={"help": "RandAugment ops per image."})
     randaugment_m: int = field(default=10, metadata={"help": "RandAugment magnitude (0-30)."})
     cutout: float = field(default=0.5, metadata={"help": "Cutout side as a fraction of the image side."})
-    graph_prior_weight: float = field(default=0.0, metadata={
+    graph_prior_weight: float = field(default=0.5, metadata={
         "help": "Weight in [0, 1] of the label-spreading class mixed into weak-view targets (0: off)."})
     graph_prior_every: int = field(default=0, metadata={"help": "Epochs between graph rebuilds (0: once)."})
     contrastive_steps: int = field(default=0, metadata={
@@ -200,6 +207,8 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
     contrastive_learning_rate: float | None = field(default=None, metadata={
         "help": "Learning rate of the SimCLR steps (None: learning_rate)."})
     contrastive_temperature: float = field(default=0.2, metadata={"help": "Temperature of the SimCLR loss (> 0)."})
+    head_init: str = field(default="linear_probe", metadata={
+        "help": "Classification head start: 'linear_probe' (LP-FT, fitted on the labeled pool) or 'random'."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
