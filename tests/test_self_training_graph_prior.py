@@ -65,7 +65,7 @@ def test_the_graph_is_built_for_the_prior_without_the_safeguard(tmp_path, pools,
     monkeypatch.setattr(safeguard, "spread_over_pools", lambda *a, **k: built.append(1) or real(*a, **k))
     trainer = trained(tmp_path, pools, tokenizer, graph_prior_weight=1.0, safeguard="none")
     assert built == [1] and trainer.kept_round == 1 and not any("check" in r for r in trainer.rounds)
-    trained(tmp_path / "off", pools, tokenizer, safeguard="none")
+    trained(tmp_path / "off", pools, tokenizer, safeguard="none", graph_prior_weight=0.0)
     assert built == [1]  # no prior, no safeguard: nothing encoded
 
 

@@ -40,12 +40,13 @@ class SelfTrainingConfig(SSLConfig):
             Temperature T of the soft targets, > 0 (T < 1 sharpens).
         weight_by_confidence (`bool`, *optional*, defaults to `False`):
             Weight each pseudo-labeled row's loss by the teacher's confidence.
-        graph_prior_weight (`float`, *optional*, defaults to `0.0`):
+        graph_prior_weight (`float`, *optional*, defaults to `0.5`):
             w in [0, 1] mixes, into the teacher's probabilities of every unlabeled row, the class that label spreading
             over the initial model's embeddings of both pools gives the row (the safeguard's graph):
             (1 − w)·p + w·onehot(graph class), before the threshold and the per-class caps. 0 turns it off. With
             w = 0.5 and ``threshold`` τ > 0.5 a row is pseudo-labeled only with its graph class, and only where the
-            model gives that class at least 2τ − 1. Costs the safeguard's embedding pass when ``safeguard="none"``.
+            model gives that class at least 2τ − 1 (0.4 at the default τ 0.7). Costs the safeguard's embedding pass
+            when ``safeguard="none"``.
         eval_each_round (`bool`, *optional*, defaults to `True`):
             Evaluate ``eval_dataset`` at the end of every round (round 0 = labeled-only).
         safeguard (`str`, *optional*, defaults to `"graph"`):
@@ -71,7 +72,7 @@ class SelfTrainingConfig(SSLConfig):
     soft_labels: bool = field(default=False, metadata={"help": "Distil the teacher's probabilities (soft labels)."})
     soft_label_temperature: float = field(default=1.0, metadata={"help": "Temperature of soft targets (> 0)."})
     weight_by_confidence: bool = field(default=False, metadata={"help": "Weight pseudo-label losses by confidence."})
-    graph_prior_weight: float = field(default=0.0, metadata={
+    graph_prior_weight: float = field(default=0.5, metadata={
         "help": "Weight in [0, 1] of the label-spreading class mixed into the teacher's probabilities (0: off)."})
     eval_each_round: bool = field(default=True, metadata={"help": "Evaluate eval_dataset after every round."})
     safeguard: str = field(default="graph", metadata={
