@@ -128,8 +128,9 @@ def test_safeguard_none_keeps_the_last_round_and_never_encodes(tmp_path, pools, 
 
     monkeypatch.setattr(safeguard, "spread_over_pools", fail)
     weights = RoundWeights()
-    trainer = SelfTrainingTrainer(model=tiny_bert(), args=config(tmp_path, safeguard="none", graph_prior_weight=0.0), train_dataset=labeled,
-                                  unlabeled_dataset=unlabeled, processing_class=tokenizer, callbacks=[weights])
+    args = config(tmp_path, safeguard="none", graph_prior_weight=0.0)
+    trainer = SelfTrainingTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                  processing_class=tokenizer, callbacks=[weights])
     predictions = []
     real_predict = trainer.predict_unlabeled_probs
     trainer.predict_unlabeled_probs = lambda *a, **k: predictions.append(1) or real_predict(*a, **k)
