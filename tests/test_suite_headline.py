@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,13 @@ def test_python_m_bench_readme_rewrites_the_block_from_the_named_folder(tmp_path
     text = readme.read_text(encoding="utf-8")
     assert "stale" not in text and text.startswith("# x\n<!-- results: results labels_per_class=5 -->\n| arm, 5")
     assert "| self_training | 0.575 ± 0.177" in text and text.endswith("<!-- /results -->\nend\n")
+
+
+def test_the_readme_results_block_is_the_one_the_committed_results_give():
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    folders, labels_per_class = headline.block_source(text)
+    block = headline.headline(report.summarise(report.load_records([root / f for f in folders])), labels_per_class,
+                              folders)
+    begin = text.index("<!-- results: ")
+    assert text[begin:text.index(headline.END, begin) + len(headline.END)] == block
