@@ -37,9 +37,6 @@ def test_self_training_pseudo_labels_are_more_accurate_than_the_pool(r8_self_tra
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 17: the self-training defaults do not beat labeled-only fine-tuning on every seed "
-                          "and split (on these validation rows round 1 loses 1 point and the safeguard keeps round 0: "
-                          "level, not better)")
 def test_self_training_beats_labeled_only(r8_self_training):
     labeled_only = labeled_only_accuracy(r8_self_training)
     kept = next(r for r in r8_self_training.rounds if r["round"] == r8_self_training.kept_round)
