@@ -1,5 +1,6 @@
 """Checks every hf_ssl config runs when it is built: numbers of the declared kind, a run that trains at least one
-step, an output folder that can be one, and a truth column that is not one of hf_ssl's own names."""
+step, an output folder that can be one, and a truth column that is not one of hf_ssl's own names; and the check of
+the graph-prior weight that two configs share."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 from hf_ssl.data.collators import SSL_COLUMNS
 from hf_ssl.data.validation import LABEL_COLUMNS
 
-__all__ = ["check_number_fields", "check_training_length", "check_output_dir", "check_truth_column_name"]
+__all__ = ["check_graph_prior_weight", "check_number_fields", "check_training_length", "check_output_dir",
+           "check_truth_column_name"]
 
 # Float fields for which infinity has a meaning (no gradient clipping).
 INFINITE_ALLOWED = frozenset({"max_grad_norm"})
@@ -90,3 +92,9 @@ def check_truth_column_name(truth_column: Any) -> None:
         raise ValueError(f"truth_column={truth_column!r} is a label column name: labeled rows belong in "
                          "train_dataset, and hidden labels of the unlabeled pool (monitoring only) go under another "
                          "name, e.g. 'ssl_truth'.")
+
+
+def check_graph_prior_weight(weight: float) -> None:
+    """Reject a ``graph_prior_weight`` outside [0, 1] (`ConsistencyConfig`, `SelfTrainingConfig`)."""
+    if not (math.isfinite(weight) and 0 <= weight <= 1):
+        raise ValueError(f"graph_prior_weight must be in [0, 1], got {weight}; e.g. 0.5.")

@@ -10,6 +10,7 @@ from hf_ssl.augment.text import STRONG_OPS
 from hf_ssl.graph.config import GraphConfig
 from hf_ssl.methods.thresholds import THRESHOLD_STRATEGIES
 from hf_ssl.trainer.base_config import SSLConfig
+from hf_ssl.trainer.config_checks import check_graph_prior_weight
 
 __all__ = ["ConsistencyConfig", "METHODS", "METHOD_DEFAULTS", "MethodDefaults"]
 
@@ -250,8 +251,7 @@ class ConsistencyConfig(SSLConfig, GraphConfig):
             raise ValueError(f"augment_in must be 'step', 'collator' or 'auto', got {self.augment_in!r}.")
         if self.softmatch_n_sigma <= 0:
             raise ValueError(f"softmatch_n_sigma must be > 0, got {self.softmatch_n_sigma}.")
-        if not (math.isfinite(self.graph_prior_weight) and 0 <= self.graph_prior_weight <= 1):
-            raise ValueError(f"graph_prior_weight must be in [0, 1], got {self.graph_prior_weight}; e.g. 0.5.")
+        check_graph_prior_weight(self.graph_prior_weight)
         if self.graph_prior_every < 0:
             raise ValueError(f"graph_prior_every must be >= 0 epochs (0: once), got {self.graph_prior_every}.")
         self.check_graph()

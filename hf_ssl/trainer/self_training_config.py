@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from hf_ssl.trainer.base_config import SSLConfig
+from hf_ssl.trainer.config_checks import check_graph_prior_weight
 
 SAFEGUARDS = ("graph", "none")
 """The choices of ``SelfTrainingConfig.safeguard``."""
@@ -91,8 +92,7 @@ class SelfTrainingConfig(SSLConfig):
         if self.safeguard not in SAFEGUARDS:
             raise ValueError(f"safeguard must be one of {', '.join(map(repr, SAFEGUARDS))}, got {self.safeguard!r}; "
                              "'none' keeps the last round's model.")
-        if not (math.isfinite(self.graph_prior_weight) and 0 <= self.graph_prior_weight <= 1):
-            raise ValueError(f"graph_prior_weight must be in [0, 1], got {self.graph_prior_weight}; e.g. 0.5.")
+        check_graph_prior_weight(self.graph_prior_weight)
         if self.max_rounds < 0:
             raise ValueError(f"max_rounds must be >= 0, got {self.max_rounds}.")
         if not (math.isfinite(self.soft_label_temperature) and self.soft_label_temperature > 0):
