@@ -21,13 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel
 
 from bench.common import PROBE_C, make_parser, start_run, write_result
-from hf_ssl import dinov2_path, efficientnet_lite2_path, encode, load_fashion_mnist
-from hf_ssl.assets.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from hf_ssl.assets.efficientnet_lite import LITE_MEAN, LITE_STD
-from hf_ssl.data.images import image_array, pixel_dataset
-
-BACKBONES = {"dinov2-s": (dinov2_path, IMAGENET_MEAN, IMAGENET_STD, 14),
-             "efficientnet-lite2": (efficientnet_lite2_path, LITE_MEAN, LITE_STD, None)}
+from hf_ssl import encode, load_fashion_mnist
+from hf_ssl.assets.backbones import IMAGE_BACKBONES
+from hf_ssl.data.images import image_array, pixel_settings
 
 
 def probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray) -> float:
@@ -62,10 +58,11 @@ def main(argv: list[str] | None = None) -> None:
             draws[(k, seed)] = np.concatenate([rng.choice(np.flatnonzero(labels[:half] == c), k, replace=False)
                                                for c in range(10)])
     feature_sets = {"pixels": (image_array(data).reshape(len(data), -1).astype(np.float32), None)}
-    for name, (path, mean, std, patch) in BACKBONES.items():
+    for name, path in IMAGE_BACKBONES.items():
         model = AutoModel.from_pretrained(path()).eval()
-        for size in args.dinov2_sizes if patch else args.lite_sizes:
-            pixels = pixel_dataset(data, size=size, mean=mean, std=std, patch_size=patch)
+        settings = pixel_settings(path())
+        for size in args.dinov2_sizes if settings.patch_size else args.lite_sizes:
+            pixels = settings.pixels(data, size=size)
             start = time.perf_counter()
             feats = encode(model, pixels, normalize=False, batch_size=64, show_progress=False)
             feature_sets[f"{name} {size}px"] = (feats, round(len(data) / (time.perf_counter() - start), 1))

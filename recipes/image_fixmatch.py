@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from hf_ssl import ConsistencyConfig, dinov2_path, efficientnet_lite2_path, sample_per_class
-from hf_ssl.data.images import load_fashion_mnist, load_mnist_5k, pixel_dataset
+from hf_ssl import ConsistencyConfig, sample_per_class
+from hf_ssl.assets.backbones import IMAGE_BACKBONES, image_backbone_path
+from hf_ssl.data.images import IMAGE_DATASETS, load_image_dataset, pixel_settings
 from hf_ssl.scripts.utils import PeftArguments, parse_args, run_consistency_recipe
 
 
@@ -59,41 +60,27 @@ class ImageArguments:
     trust_remote_code: bool = False
 
 
-def load_splits(name: str):
-    """(train, test) splits of a packaged image dataset."""
-    if name == "fashion-mnist":
-        raw = load_fashion_mnist()
-        return raw["train"], raw["test"]
-    if name == "mnist-5k":
-        split = load_mnist_5k().train_test_split(test_size=0.2, seed=0, stratify_by_column="label")
-        return split["train"], split["test"]
-    raise SystemExit(f"--dataset must be fashion-mnist or mnist-5k, got {name!r}")
-
-
-BACKBONES = {"dinov2-s": dinov2_path, "efficientnet-lite2": efficientnet_lite2_path}
-
-
 def main() -> None:
     defaults = {"contrastive_steps": 400,
                 "num_train_epochs": 60, "learning_rate": 2e-5, "per_device_train_batch_size": 8,
                 "output_dir": "outputs/image_fixmatch"}
     script, peft_args, config = parse_args([ImageArguments, PeftArguments, ConsistencyConfig], defaults=defaults)
-    if script.model not in BACKBONES:
-        raise SystemExit(f"--model must be one of {sorted(BACKBONES)}, got {script.model!r}")
-    train, test = load_splits(script.dataset)
+    if script.model not in IMAGE_BACKBONES:
+        raise SystemExit(f"--model must be one of {', '.join(IMAGE_BACKBONES)}, got {script.model!r}")
+    if script.dataset not in IMAGE_DATASETS:
+        raise SystemExit(f"--dataset must be one of {', '.join(IMAGE_DATASETS)}, got {script.dataset!r}")
+    splits = load_image_dataset(script.dataset)
+    train, test = splits["train"], splits["test"]
     names = train.features["label"].names
     labeled, unlabeled = sample_per_class(train, script.labels_per_class, seed=config.seed,
                                           max_unlabeled=None if script.max_unlabeled < 0 else script.max_unlabeled)
     if 0 <= script.max_eval < len(test):
         test = test.shuffle(seed=config.seed).select(range(script.max_eval))
-    name_or_path = script.model_name_or_path or str(BACKBONES[script.model]())
+    name_or_path = script.model_name_or_path or str(image_backbone_path(script.model))
     processor = AutoImageProcessor.from_pretrained(name_or_path, trust_remote_code=script.trust_remote_code)
-    patch = getattr(AutoConfig.from_pretrained(name_or_path, trust_remote_code=script.trust_remote_code),
-                    "patch_size", None)
-    size = script.image_size or (4 * patch if patch else 112)
+    pixels = pixel_settings(name_or_path, trust_remote_code=script.trust_remote_code)
     with config.main_process_first(desc="pixels"):
-        labeled, unlabeled, test = (pixel_dataset(d, size=size, mean=processor.image_mean, std=processor.image_std,
-                                                  patch_size=patch) for d in (labeled, unlabeled, test))
+        labeled, unlabeled, test = (pixels.pixels(d, size=script.image_size) for d in (labeled, unlabeled, test))
 
     def new_model():
         return AutoModelForImageClassification.from_pretrained(

@@ -17,6 +17,7 @@ from hf_ssl.data.images import (
     IMAGENET_STD,
     image_array,
     load_fashion_mnist,
+    load_image_dataset,
     load_mnist_5k,
     read_idx,
     to_pixel_values,
@@ -90,6 +91,15 @@ def test_mnist_5k():
     assert images.shape == (5000, 28, 28) and images.dtype == np.uint8 and images.max() == 255
     # Digits are centred: the border rows and columns are (nearly) empty, the centre is not.
     assert images[:, 0, :].mean() < 1 and images[:, :, 0].mean() < 1 and images[:, 10:18, 10:18].mean() > 50
+    splits = load_image_dataset("mnist-5k")  # a stratified fifth held out for testing, the same every call
+    assert (len(splits["train"]), len(splits["test"])) == (4000, 1000)
+    assert np.bincount(np.asarray(splits["test"]["label"]), minlength=10).tolist() == [100] * 10
+    assert splits["test"]["label"][:20] == load_image_dataset("mnist-5k")["test"]["label"][:20]
+
+
+def test_load_image_dataset_names_the_choices():
+    with pytest.raises(ValueError, match="unknown image data set 'mnist'; choose one of fashion-mnist, mnist-5k"):
+        load_image_dataset("mnist")
 
 
 def test_to_pixel_values_shapes_dtype_and_normalisation():

@@ -22,9 +22,13 @@ def test_recipe_rejects_unknown_yaml_keys_before_loading_anything(tmp_path, monk
     assert not (tmp_path / "out").exists()
 
 
-def test_image_recipe_rejects_an_unknown_model_before_loading_anything(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["image_fixmatch.py", "--model", "resnet-9000", "--output_dir",
-                                      str(tmp_path / "out")])
-    with pytest.raises(SystemExit, match=r"--model must be one of \['dinov2-s', 'efficientnet-lite2'\]"):
+@pytest.mark.parametrize("flag,value,message", [
+    ("--model", "resnet-9000", "--model must be one of dinov2-s, efficientnet-lite2, got 'resnet-9000'"),
+    ("--dataset", "cifar10", "--dataset must be one of fashion-mnist, mnist-5k, got 'cifar10'"),
+])
+def test_image_recipe_rejects_an_unknown_model_or_dataset_before_loading_anything(tmp_path, monkeypatch, flag, value,
+                                                                                   message):
+    monkeypatch.setattr(sys, "argv", ["image_fixmatch.py", flag, value, "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=message):
         runpy.run_path(str(ROOT / "recipes" / "image_fixmatch.py"), run_name="__main__")
     assert not (tmp_path / "out").exists()

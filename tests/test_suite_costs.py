@@ -9,12 +9,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features
-from helpers.tiny import pixel_pool, tiny_bert, tiny_vit, variable_texts, word_tokenizer
+from datasets import Dataset
+from helpers.tiny import band_images, pixel_pool, tiny_bert, tiny_vit, variable_texts, word_tokenizer
 
 import hf_ssl
 from bench import consistency_step, encode_throughput
@@ -123,21 +122,6 @@ def test_an_arms_thread_setting_holds_during_its_measure_only():
         assert threads == 1
 
 
-def fake_fashion() -> DatasetDict:
-    """Three classes of 28x28 images, each brightening its own band of rows, 40 train and 20 test images each."""
-    rng = np.random.default_rng(0)
-    features = Features({"image": Array2D((28, 28), "uint8"), "label": ClassLabel(names=["a", "b", "c"])})
-
-    def split(n):
-        labels = np.arange(n) % 3
-        images = rng.integers(0, 60, size=(n, 28, 28))
-        for c in range(3):
-            images[labels == c, 9 * c : 9 * c + 9] += 150
-        return Dataset.from_dict({"image": images.astype(np.uint8), "label": labels}, features=features)
-
-    return DatasetDict({"train": split(120), "test": split(60)})
-
-
 @pytest.fixture
 def tiny_costs(tmp_path, monkeypatch):
     """Every measure on tiny inputs: a tiny ViT for the SSL step, a tiny BERT for encode, fake Fashion-MNIST."""
@@ -153,7 +137,7 @@ def tiny_costs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(consistency_step, "pools", step_pools)
     monkeypatch.setattr(encode_throughput, "load_inputs", encode_inputs)
-    monkeypatch.setattr(hf_ssl, "load_fashion_mnist", fake_fashion)
+    monkeypatch.setattr(hf_ssl, "load_fashion_mnist", band_images)
     arms = {
         "step": {"measure": "ssl_step", "model": "dinov2", "batch_size": 4, "repeats": 2},
         "encode": {"measure": "encode", "n": 24, "batch_size": 8, "max_length": 16, "repeats": 2},

@@ -1,4 +1,5 @@
-"""Arms on frozen embeddings of the pretrained encoder (MiniLM mean-pooled for text, DINOv2-S CLS for images).
+"""Arms on frozen embeddings of the pretrained encoder (MiniLM mean-pooled for text; for images the backbone's
+`encode` pooling: DINOv2-S's CLS token, EfficientNet-Lite2's pooled feature map).
 
 Every arm reads the embeddings of the run's training split and evaluation rows, computed once per dataset, split,
 row selection and input size and cached as ``.npy`` files in the cache folder the runner passes (under the output
@@ -32,11 +33,11 @@ from hf_ssl.graph.embedding_cache import save_atomic
 
 
 @functools.lru_cache(maxsize=2)
-def encoder(kind: str) -> Any:
-    """The packaged pretrained encoder of a modality (without a classification head)."""
+def encoder(path: Any) -> Any:
+    """The pretrained encoder at ``path`` (without a classification head)."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(encoder_path(kind))
+    return AutoModel.from_pretrained(path)
 
 
 def embed(rows: Any, kind: str, data: dict[str, Any], path: Path) -> np.ndarray:
@@ -45,11 +46,11 @@ def embed(rows: Any, kind: str, data: dict[str, Any], path: Path) -> np.ndarray:
         cached = np.load(path)
         if cached.shape[0] == len(rows):
             return cached
+    model = encoder(encoder_path(kind, data))
     if kind == "text":
-        X = encode(encoder(kind), rows, tokenizer(), pooling="mean", max_length=data["max_length"],
-                   show_progress=False)
+        X = encode(model, rows, tokenizer(), pooling="mean", max_length=data["max_length"], show_progress=False)
     else:
-        X = encode(encoder(kind), model_inputs(rows, kind, data), show_progress=False)
+        X = encode(model, model_inputs(rows, kind, data), show_progress=False)
     save_atomic(path, X)
     return X
 
@@ -57,7 +58,7 @@ def embed(rows: Any, kind: str, data: dict[str, Any], path: Path) -> np.ndarray:
 def embeddings(spec: RunSpec, pools: Pools, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """(training split, evaluation rows) embeddings of a run, through the cache folder."""
     data = spec.data
-    size = f"len{data['max_length']}" if pools.modality == "text" else f"px{data['image_size']}"
+    size = f"len{data['max_length']}" if pools.modality == "text" else f"{data['backbone']}-px{data['image_size']}"
     drawn = f"rows{data['train_rows']}-seed{spec.seed}" if data["train_rows"] > 0 else "rowsall"
     stem = safe_name(f"{spec.dataset}-{spec.split}-val{data['validation_size']}-{size}")
     return (embed(pools.train, pools.modality, data, cache / f"{stem}-train-{drawn}.npy"),

@@ -37,18 +37,21 @@ import yaml
 
 from bench.suite.cost_settings import cost_settings
 from bench.suite.spec import ALL_LABELS, CHEAP_KINDS, DATA_FREE_KINDS, FINETUNE_KINDS, NO_DATA, SPLITS, RunSpec
+from hf_ssl.assets.backbones import IMAGE_BACKBONES
 
-DATASETS = ("reuters-r8", "20newsgroups", "fashion_mnist")
+DATASETS = ("reuters-r8", "20newsgroups", "fashion_mnist", "mnist_5k")
+IMAGE_DATASETS = ("fashion_mnist", "mnist_5k")
 TOP_KEYS = ("description", "output", "split", "datasets", "budgets", "seeds", "finetune", "arms")
 ARM_KEYS = ("kind", "settings", "budgets", "seeds", "datasets")
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
     # validation_size: rows carved from train for a validation split (split: validation only);
     # max_unlabeled: unlabeled pool size (negative: every row left); train_rows: pools drawn from this many
     # training rows after a shuffle by the seed (negative: all); eval_rows: evaluation rows, a fixed shuffle's first
-    # (negative: all); max_length: tokens (text); image_size: pixels (images).
+    # (negative: all); max_length: tokens (text); image_size: pixels and backbone: a name of
+    # hf_ssl.assets.backbones.IMAGE_BACKBONES (images).
     "text": {"validation_size": 1000, "max_unlabeled": 1500, "train_rows": -1, "eval_rows": -1, "max_length": 64},
     "image": {"validation_size": 1000, "max_unlabeled": 1500, "train_rows": 6000, "eval_rows": 2000,
-              "image_size": 56},
+              "image_size": 56, "backbone": "dinov2-s"},
 }
 FULL_LABEL_DEFAULTS = {"num_train_epochs": 2.0, "learning_rate": 5e-5, "per_device_train_batch_size": 32}
 """Settings of a ``full_label`` arm (the whole training split) under its own: a few epochs over thousands of rows."""
@@ -74,8 +77,8 @@ class SuiteConfig:
 
 
 def modality(dataset: str) -> str:
-    """``image`` for Fashion-MNIST, ``text`` otherwise."""
-    return "image" if dataset == "fashion_mnist" else "text"
+    """``image`` for Fashion-MNIST and MNIST-5k, ``text`` otherwise."""
+    return "image" if dataset in IMAGE_DATASETS else "text"
 
 
 def _ints(value: Any, where: str, minimum: int) -> list[int]:
@@ -106,7 +109,10 @@ def data_settings(dataset: str, given: dict[str, Any], split: str, quick: bool) 
     _unknown(given, tuple(defaults), where)
     data = {**defaults, **given}
     for key, value in data.items():
-        if not isinstance(value, int) or isinstance(value, bool):
+        if key == "backbone":
+            if value not in IMAGE_BACKBONES:
+                raise ConfigError(f"{where}.backbone: expected one of {', '.join(IMAGE_BACKBONES)}, got {value!r}")
+        elif not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{where}.{key}: expected an integer, got {value!r}")
     if split == "test":
         if given.get("validation_size", 0):

@@ -4,7 +4,9 @@
   ``validation_size`` rows out of the *train* split (stratified, seed `VALIDATION_SEED`) and evaluates on them; the
   test split is never loaded for it. A ``test`` run draws its pools from the whole train split and evaluates on
   the test split.
-- Fashion-MNIST: `hf_ssl.load_fashion_mnist`, validation rows carved from its train split the same way.
+- Images (``fashion_mnist``, ``mnist_5k``): `hf_ssl.data.images.load_image_dataset`, validation rows carved from
+  its train split the same way; pixels for the ``backbone`` of the data settings (its image processor's
+  normalisation) at ``image_size``.
 
 Pools are drawn by `hf_ssl.sample_per_class` (``labels_per_class`` per class at the run's seed) from the training
 split, or from its first ``train_rows`` rows after a shuffle by the seed (`bench.common.first_rows`, as
@@ -25,8 +27,9 @@ from datasets import Dataset
 from bench.common import FASHION_TEST_SEED, first_rows, unlabeled_limit
 from bench.suite.config import modality
 from bench.suite.spec import ALL_LABELS, RunSpec
-from hf_ssl import dinov2_path, load_fashion_mnist, load_text_dataset, minilm_path, sample_per_class
-from hf_ssl.data.images import pixel_dataset
+from hf_ssl import load_text_dataset, minilm_path, sample_per_class
+from hf_ssl.assets.backbones import image_backbone_path
+from hf_ssl.data.images import PixelSettings, load_image_dataset, pixel_settings
 
 VALIDATION_SEED = 0
 """Seed of the validation carve-out: the same validation rows for every seed and arm."""
@@ -65,7 +68,7 @@ def splits(dataset: str, split: str, validation_size: int) -> tuple[Dataset, Dat
         raw = load_text_dataset(dataset, validation_size=validation_size if split == "validation" else 0,
                                 seed=VALIDATION_SEED)
         return raw["train"], raw[split]
-    raw = load_fashion_mnist()
+    raw = load_image_dataset(dataset.replace("_", "-"))
     if split == "test":
         return raw["train"], raw["test"]
     parts = raw["train"].train_test_split(test_size=validation_size, seed=VALIDATION_SEED,
@@ -89,9 +92,26 @@ def build_pools(spec: RunSpec) -> Pools:
                  evaluation=evaluation, modality=modality(spec.dataset))
 
 
-def encoder_path(kind: str) -> Any:
-    """Folder of the packaged pretrained model of a modality: MiniLM for text, DINOv2-S for images."""
-    return minilm_path() if kind == "text" else dinov2_path()
+def encoder_path(kind: str, data: dict[str, Any]) -> Any:
+    """Folder of the packaged pretrained model of a run: MiniLM for text, the data settings' ``backbone`` for
+    images."""
+    return minilm_path() if kind == "text" else image_backbone_path(data["backbone"])
+
+
+@functools.lru_cache(maxsize=2)
+def backbone_pixels(backbone: str) -> PixelSettings:
+    """How the packaged image backbone ``backbone`` takes pixels."""
+    return pixel_settings(image_backbone_path(backbone))
+
+
+def processor(kind: str, data: dict[str, Any]) -> Any:
+    """The run's processing class: MiniLM's tokenizer for text, the backbone's image processor for images (whose
+    normalisation the image augmenter follows)."""
+    if kind == "text":
+        return tokenizer()
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(image_backbone_path(data["backbone"]))
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,10 +123,10 @@ def tokenizer() -> Any:
 
 
 def model_inputs(rows: Dataset, kind: str, data: dict[str, Any]) -> Dataset:
-    """``rows`` as the model takes them: MiniLM token ids at ``max_length`` (text) or DINOv2 ``pixel_values`` at
-    ``image_size`` (images); labels and ``ssl_truth`` are kept, ``text`` and ``row`` dropped."""
+    """``rows`` as the model takes them: MiniLM token ids at ``max_length`` (text) or the backbone's
+    ``pixel_values`` at ``image_size`` (images); labels and ``ssl_truth`` are kept, ``text`` and ``row`` dropped."""
     if kind == "image":
-        return pixel_dataset(rows, size=data["image_size"])
+        return backbone_pixels(data["backbone"]).pixels(rows, size=data["image_size"])
     tok = tokenizer()
 
     def tokenize(batch: dict[str, list]) -> Any:

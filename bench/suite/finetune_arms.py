@@ -1,4 +1,4 @@
-"""Arms that fine-tune the packaged pretrained model (MiniLM for text, DINOv2-S for images) end to end.
+"""Arms that fine-tune the packaged pretrained model (MiniLM for text, the ``backbone`` for images) end to end.
 
 Each arm builds its trainer's config from the run's ``settings`` over the package defaults (plus the bookkeeping
 fields in `base_fields`), so an arm with no settings measures the defaults a user gets. Every arm but
@@ -30,7 +30,7 @@ from transformers import TrainingArguments
 
 import hf_ssl
 from bench.common import classifier, labeled_only_trainer
-from bench.suite.data import Pools, model_inputs, tokenizer
+from bench.suite.data import Pools, encoder_path, model_inputs, processor
 from bench.suite.spec import RunSpec
 from hf_ssl.data.metrics import classification_metrics
 
@@ -103,8 +103,8 @@ def run_finetune(spec: RunSpec, pools: Pools, cache: Path) -> dict[str, Any]:
     inputs = {name: model_inputs(getattr(pools, name), pools.modality, spec.data) for name in wanted}
     evaluation = model_inputs(pools.evaluation, pools.modality, spec.data)
     torch.manual_seed(spec.seed)
-    model = classifier(pools.modality, pools.names)
-    kwargs = {"model": model, "eval_dataset": evaluation, "processing_class": None if image else tokenizer(),
+    model = classifier(pools.modality, pools.names, path=encoder_path(pools.modality, spec.data))
+    kwargs = {"model": model, "eval_dataset": evaluation, "processing_class": processor(pools.modality, spec.data),
               "compute_metrics": classification_metrics}
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix="train-") as output_dir:

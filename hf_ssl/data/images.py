@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +27,8 @@ from hf_ssl.assets.wheels import extract_asset
 
 __all__ = [
     "FASHION_MNIST_CLASSES", "FASHION_MNIST_ROOT", "MNIST_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "read_idx",
-    "load_fashion_mnist", "load_mnist_5k", "image_array", "to_pixel_values", "pixel_dataset",
+    "load_fashion_mnist", "load_mnist_5k", "load_image_dataset", "image_array", "to_pixel_values", "pixel_dataset",
+    "PixelSettings", "pixel_settings",
 ]
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -33,6 +36,8 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 MNIST_CLASSES = [str(digit) for digit in range(10)]
+IMAGE_DATASETS = ("fashion-mnist", "mnist-5k")
+MNIST_5K_TEST_FRACTION = 0.2
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IMAGE_SIZE = 28
 
@@ -123,6 +128,20 @@ def load_mnist_5k() -> Dataset:
         raise ValueError(f"{path}: pixels must lie in 0..255 and labels be integers")
     return _to_dataset(pixels.reshape(-1, _IMAGE_SIZE, _IMAGE_SIZE).astype(np.uint8), labels.astype(np.int64),
                        MNIST_CLASSES)
+
+
+def load_image_dataset(name: str) -> DatasetDict:
+    """A packaged image data set as ``train`` and ``test`` splits.
+
+    Parameters:
+        name (`str`): `"fashion-mnist"` (60,000 / 10,000 images) or `"mnist-5k"` (5,000 digits; a stratified fifth,
+            split with seed 0, is the ``test`` split).
+    """
+    if name == "fashion-mnist":
+        return load_fashion_mnist()
+    if name == "mnist-5k":
+        return load_mnist_5k().train_test_split(test_size=MNIST_5K_TEST_FRACTION, seed=0, stratify_by_column="label")
+    raise ValueError(f"unknown image data set {name!r}; choose one of {', '.join(IMAGE_DATASETS)}")
 
 
 def image_array(dataset: Dataset, column: str = "image") -> np.ndarray:
@@ -219,3 +238,39 @@ def pixel_dataset(dataset: Dataset, size: int = 56, image_column: str = "image",
     converted = dataset.map(convert, batched=True, batch_size=batch_size, remove_columns=dataset.column_names,
                             features=features)
     return converted.with_format("torch")
+
+
+@dataclass(frozen=True)
+class PixelSettings:
+    """How a pretrained image model takes pixels: its image processor's normalisation and its patch size.
+
+    Parameters:
+        mean (`tuple[float, ...]`): per-channel means (`to_pixel_values`'s ``mean``).
+        std (`tuple[float, ...]`): per-channel standard deviations.
+        patch_size (`int` or `None`): a ViT's patch size, which the input side must be a multiple of; `None` for a
+            convolutional model.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    patch_size: int | None
+
+    @property
+    def default_size(self) -> int:
+        """Input side for the 28 px images: 4 patches for a ViT (56 px for DINOv2), 112 px for a CNN."""
+        return 4 * self.patch_size if self.patch_size else 112
+
+    def pixels(self, dataset: Dataset, size: int | None = None, **kwargs: Any) -> Dataset:
+        """`pixel_dataset` of ``dataset`` for this model at ``size`` (`None`: `default_size`)."""
+        return pixel_dataset(dataset, size=size or self.default_size, mean=self.mean, std=self.std,
+                             patch_size=self.patch_size, **kwargs)
+
+
+def pixel_settings(name_or_path: str | Path, trust_remote_code: bool = False) -> PixelSettings:
+    """The `PixelSettings` of the image model at ``name_or_path`` (its image processor and config)."""
+    from transformers import AutoConfig, AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    return PixelSettings(mean=tuple(processor.image_mean), std=tuple(processor.image_std),
+                         patch_size=getattr(config, "patch_size", None))

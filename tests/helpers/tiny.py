@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "fox", "golf", "hotel", "india", "juliet", "kilo", "lima"]
@@ -88,3 +88,19 @@ def tiny_efficientnet_lite(num_labels: int = 2, seed: int = 0, **config):
     values = dict(stem_channels=8, stage_channels=[8, 16], stage_repeats=[1, 2], kernel_sizes=[3, 5], strides=[1, 2],
                   expand_ratios=[1, 2], hidden_size=32, num_labels=num_labels, image_size=16)
     return EfficientNetLiteForImageClassification(EfficientNetLiteConfig(**{**values, **config}))
+
+
+def band_images(train: int = 120, test: int = 60) -> DatasetDict:
+    """28x28 uint8 images of three classes, each brightening its own band of rows (a stand-in for
+    `hf_ssl.load_fashion_mnist`), ``train`` and ``test`` images."""
+    rng = np.random.default_rng(0)
+    features = Features({"image": Array2D((28, 28), "uint8"), "label": ClassLabel(names=["a", "b", "c"])})
+
+    def split(n: int) -> Dataset:
+        labels = np.arange(n) % 3
+        images = rng.integers(0, 60, size=(n, 28, 28))
+        for c in range(3):
+            images[labels == c, 9 * c : 9 * c + 9] += 150
+        return Dataset.from_dict({"image": images.astype(np.uint8), "label": labels}, features=features)
+
+    return DatasetDict({"train": split(train), "test": split(test)})
