@@ -198,7 +198,8 @@ def write_result(path: str | os.PathLike, report: dict[str, Any], run: Run) -> s
 
 def classifier(kind: str, names: Sequence[str], path: Any = None, **extra: Any) -> Any:
     """A packaged pretrained model with a new classification head over ``names``: MiniLM for ``kind="text"``,
-    DINOv2-S for ``kind="image"`` (or the model at ``path``); ``extra`` goes to ``from_pretrained``."""
+    DINOv2-S for ``kind="image"`` (or the model at ``path``, whose own head, e.g. ImageNet's, is replaced);
+    ``extra`` goes to ``from_pretrained``."""
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
     from hf_ssl import dinov2_path, minilm_path
@@ -207,7 +208,8 @@ def classifier(kind: str, names: Sequence[str], path: Any = None, **extra: Any) 
               "label2id": {n: i for i, n in enumerate(names)}}
     if kind == "text":
         return AutoModelForSequenceClassification.from_pretrained(path or minilm_path(), **labels, **extra)
-    return AutoModelForImageClassification.from_pretrained(path or dinov2_path(), **labels, **extra)
+    return AutoModelForImageClassification.from_pretrained(path or dinov2_path(), **labels,
+                                                           **{"ignore_mismatched_sizes": True, **extra})
 
 
 def labeled_only_trainer(fields: dict[str, Any], labeled: Any, unlabeled: Any, image: bool, **kwargs: Any) -> Any:

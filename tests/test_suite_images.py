@@ -23,10 +23,11 @@ IMAGE_DATA = {"backbone": "efficientnet-lite2", "image_size": 28, "train_rows": 
 
 @pytest.fixture
 def tiny_backbone(tmp_path, monkeypatch):
-    """Every backbone name resolves to a tiny EfficientNet-Lite folder (Lite statistics); every image data set is
-    `band_images`. Records the names asked for."""
+    """Every backbone name resolves to a tiny EfficientNet-Lite folder (Lite statistics, a 5-class head where the
+    data has 3 classes, as the packaged model's ImageNet head); every image data set is `band_images`. Records the
+    names asked for."""
     folder = tmp_path / "lite"
-    tiny_efficientnet_lite(num_labels=3).save_pretrained(folder)
+    tiny_efficientnet_lite(num_labels=5).save_pretrained(folder)
     BitImageProcessor(image_mean=list(LITE_MEAN), image_std=list(LITE_STD)).save_pretrained(folder)
     asked: dict[str, list[str]] = {"backbones": [], "datasets": []}
 
