@@ -88,6 +88,11 @@ def test_missing_config_and_missing_keys_are_config_errors(tmp_path):
         load_config(tmp_path / "none.yaml")
     with pytest.raises(ConfigError, match="missing key 'arms'"):
         expand({k: v for k, v in BASE.items() if k != "arms"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: pools: all\narms: {}\n", encoding="utf-8")
+    message = r"bad\.yaml: not valid YAML at line 1 \(mapping values are not allowed here\); quote a value that holds"
+    with pytest.raises(ConfigError, match=message):
+        load_config(bad)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "bench" / "configs").glob("*.yaml")))

@@ -236,7 +236,13 @@ def load_config(path: str | Path, quick: bool = False, output: str | None = None
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem}); quote a value that holds ': ' or '#'") from None
     try:
         specs = expand(raw, quick)
     except ConfigError as error:
