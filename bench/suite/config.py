@@ -38,9 +38,11 @@ import yaml
 from bench.suite.cost_settings import cost_settings
 from bench.suite.spec import ALL_LABELS, CHEAP_KINDS, DATA_FREE_KINDS, FINETUNE_KINDS, NO_DATA, SPLITS, RunSpec
 from hf_ssl.assets.backbones import IMAGE_BACKBONES
+from hf_ssl.data import images
 
-DATASETS = ("reuters-r8", "20newsgroups", "fashion_mnist", "mnist_5k")
-IMAGE_DATASETS = ("fashion_mnist", "mnist_5k")
+IMAGE_DATASETS = tuple(name.replace("-", "_") for name in images.IMAGE_DATASETS)
+"""The packaged image data sets (`hf_ssl.data.images.load_image_dataset`), named with ``_`` as the suite names them."""
+DATASETS = ("reuters-r8", "20newsgroups", *IMAGE_DATASETS)
 TOP_KEYS = ("description", "output", "split", "datasets", "budgets", "seeds", "finetune", "arms")
 ARM_KEYS = ("kind", "settings", "budgets", "seeds", "datasets")
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
