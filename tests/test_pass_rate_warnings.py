@@ -44,6 +44,17 @@ def test_fixmatch_that_masks_every_row_warns(tmp_path, pools, tokenizer, caplog,
     assert "threshold_strategy='freematch'" in text
 
 
+def test_fixmatch_without_unlabeled_loss_is_quiet(tmp_path, pools, tokenizer, caplog):
+    """λ = 0 asks for labeled-only training: τ = 1 masking every row is then no mistake to warn about."""
+    labeled, unlabeled, _ = pools
+    args = ConsistencyConfig(output_dir=str(tmp_path / "c"), threshold=1.0, unlabeled_loss_weight=0.0, max_steps=6,
+                             logging_steps=2, **COMMON)
+    trainer = ConsistencyTrainer(model=tiny_bert(), args=args, train_dataset=labeled, unlabeled_dataset=unlabeled,
+                                 processing_class=tokenizer)
+    assert "almost no unlabeled row" not in _train(trainer, caplog)
+    assert max(e["mask_rate"] for e in trainer.state.log_history if "mask_rate" in e) == 0
+
+
 def test_fixmatch_whose_rows_pass_is_quiet(tmp_path, pools, tokenizer, caplog):
     labeled, unlabeled, _ = pools  # 3 classes: every confidence is >= 1/3 > τ
     args = ConsistencyConfig(output_dir=str(tmp_path / "c"), threshold=0.3, max_steps=MASK_RATE_PATIENCE_STEPS + 10,

@@ -90,7 +90,8 @@ class ConsistencyTrainer(GraphPriorMixin, ContrastiveAdaptationMixin, SSLTrainer
         self._epoch_sums: dict[str, tuple[float, int]] = {}
         self.add_callback(EpochRecord(self))
         self.add_callback(WarnSlowMomenta())
-        self.add_callback(WarnLowMaskRate())
+        if self.args.unlabeled_loss_weight > 0:
+            self.add_callback(WarnLowMaskRate())
         self.init_graph_prior()
         self.init_contrastive_adaptation()
 

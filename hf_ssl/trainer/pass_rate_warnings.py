@@ -3,6 +3,7 @@
 A threshold that no unlabeled row reaches turns a semi-supervised run into labeled-only training without an error.
 These callbacks read the Trainer's log lines (``mask_rate`` of `ConsistencyTrainer`, the pseudo-label counts of
 `SelfTrainingTrainer` and `LabelPropagationTrainer`) and warn once per run (mask rate) or per pseudo-labeling pass.
+A `ConsistencyTrainer` with ``unlabeled_loss_weight=0`` trains on labeled rows alone by choice and does not warn.
 """
 
 from __future__ import annotations
